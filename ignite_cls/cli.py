@@ -1,0 +1,141 @@
+"""The commands, as python-fire sees them: flags with one-line help, nothing heavy imported.
+
+python-fire binds each extra word to the next free parameter, so
+``--cfg-options a=1 b=2`` would silently put ``b=2`` into another flag. ``gather_cfg_options``
+rewrites argv first so that every item after ``--cfg-options`` (up to the next flag) travels
+as one list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CFG_OPTIONS_FLAGS = ("--cfg-options", "--cfg_options")
+
+
+def gather_cfg_options(argv: list[str]) -> list[str]:
+    """Turn ``--cfg-options a=1 b=2`` (any number of items) into one fire list literal."""
+    out: list[str] = []
+    items: list[str] = []
+    seen = False
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        name, eq, inline = word.partition("=")
+        if name in CFG_OPTIONS_FLAGS:
+            seen = True
+            if eq:
+                items.append(inline)
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                items.append(argv[i])
+                i += 1
+            continue
+        out.append(word)
+        i += 1
+    if seen:
+        out += ["--cfg-options", repr(items)]
+    return out
+
+
+def _run(command: str, config: str, flags: dict[str, Any], cfg_options, checkpoint=None) -> None:
+    from ignite_cls.job import make_job
+    from ignite_cls.launch import launch
+
+    launch(make_job(command, config, flags, cfg_options, checkpoint))
+
+
+def train(
+    config: str,
+    work_dir: str | None = None,
+    resume: Any = None,
+    amp: bool = False,
+    no_validate: bool = False,
+    auto_scale_lr: bool = False,
+    cfg_options: list[str] | None = None,
+    launcher: str = "none",
+    nproc_per_node: int | None = None,
+) -> None:
+    """Train a classifier from a config file.
+
+    Args:
+        config: the config file (a Python file; `_base_` inherits).
+        work_dir: folder for logs, checkpoints and the merged config (default runs/<config stem>).
+        resume: alone, resume from the latest checkpoint in the work dir; with a path or URL, from that file.
+        amp: automatic mixed precision (fp16 with a grad scaler on CUDA, bf16 on CPU).
+        no_validate: do not validate during training.
+        auto_scale_lr: scale the lr by (world size x batch) / auto_scale_lr.base_batch_size.
+        cfg_options: config overrides as key=value items (dotted keys; a,b and [a,b] lists); applied last.
+        launcher: none | pytorch (torchrun) | slurm (srun) | mpi (mpirun).
+        nproc_per_node: spawn this many processes on this node (env NNODES, NODE_RANK, PORT, MASTER_ADDR for several nodes).
+    """
+    flags = dict(
+        work_dir=work_dir,
+        resume=resume,
+        amp=amp,
+        no_validate=no_validate,
+        auto_scale_lr=auto_scale_lr,
+        launcher=launcher,
+        nproc_per_node=nproc_per_node,
+    )
+    _run("train", config, flags, cfg_options)
+
+
+def test(
+    config: str,
+    checkpoint: str,
+    work_dir: str | None = None,
+    out: str | None = None,
+    out_item: str | None = None,
+    cfg_options: list[str] | None = None,
+    show_dir: str | None = None,
+    show: bool = False,
+    interval: int = 1,
+    wait_time: float = 2.0,
+    launcher: str = "none",
+    nproc_per_node: int | None = None,
+) -> None:
+    """Test a checkpoint on the config's test split: metrics table, JSON, optional predictions.
+
+    Args:
+        config: the config file the checkpoint was trained with.
+        checkpoint: the checkpoint, a path or an http(s) URL (downloaded once into a cache).
+        work_dir: folder for the metrics JSON and the log (default runs/<config stem>).
+        out: write predictions or metrics to this file (.pkl, .pickle, .json; .csv for predictions).
+        out_item: what --out holds: pred (default; one record per sample) or metrics.
+        cfg_options: config overrides as key=value items; applied last.
+        show_dir: save visualised predictions (PNG) into this folder.
+        show: show visualised predictions in a window (needs a display).
+        interval: visualise every N-th sample of the dataset.
+        wait_time: seconds each window stays open (0 waits for a key).
+        launcher: none | pytorch (torchrun) | slurm (srun) | mpi (mpirun).
+        nproc_per_node: spawn this many processes on this node.
+    """
+    flags = dict(
+        work_dir=work_dir,
+        out=out,
+        out_item=out_item,
+        show_dir=show_dir,
+        show=show,
+        interval=interval,
+        wait_time=wait_time,
+        launcher=launcher,
+        nproc_per_node=nproc_per_node,
+    )
+    _run("test", config, flags, cfg_options, checkpoint=str(checkpoint))
+
+
+def config(config: str, cfg_options: list[str] | None = None) -> None:
+    """Print the fully merged config (defaults, _base_ files and --cfg-options) as a loadable config file.
+
+    Args:
+        config: the config file.
+        cfg_options: config overrides as key=value items; applied last.
+    """
+    from ignite_cls.config import format_config
+    from ignite_cls.job import make_job
+
+    print(format_config(make_job("config", config, {}, cfg_options).cfg), end="")
+
+
+COMMANDS = {"train": train, "test": test, "config": config}

@@ -1,0 +1,96 @@
+"""Datasets, transforms, samplers and loaders built from the `data` section of a config."""
+
+from collections.abc import Sequence
+
+from torch.utils.data import DataLoader
+
+from ignite_cls.data.datasets import (
+    CifarDataset,
+    ClassificationDataset,
+    DigitsDataset,
+    FolderDataset,
+    build_dataset,
+)
+from ignite_cls.data.images import BadImageError, read_image
+from ignite_cls.data.loaders import build_loader
+from ignite_cls.data.samplers import ShardSampler, TrainSampler
+from ignite_cls.data.transforms import build_transform
+from ignite_cls.errors import UserError
+
+__all__ = [
+    "BadImageError",
+    "CifarDataset",
+    "ClassificationDataset",
+    "DigitsDataset",
+    "FolderDataset",
+    "ShardSampler",
+    "TrainSampler",
+    "build_data",
+    "build_dataset",
+    "build_loader",
+    "build_transform",
+    "read_image",
+]
+
+
+def build_data(
+    cfg: dict,
+    splits: Sequence[str],
+    rank: int,
+    world_size: int,
+    pin_memory: bool,
+) -> dict[str, tuple[ClassificationDataset, DataLoader]]:
+    """Dataset and loader for each of `splits` ("train", "val", "test").
+
+    All splits must have the same class names in the same order (a model trained on one
+    label order and evaluated on another would report nonsense), and `model.num_classes`,
+    when set, must match their number.
+    """
+    built = {}
+    for split in splits:
+        split_cfg = cfg["data"][split]
+        transform = build_transform(split_cfg["pipeline"], name=f"data.{split}.pipeline")
+        dataset = build_dataset(
+            split_cfg, cfg["data"], cfg["seed"], transform, name=f"data.{split}"
+        )
+        built[split] = dataset
+    _check_classes(built, cfg["model"]["num_classes"])
+    return {
+        split: (
+            dataset,
+            build_loader(
+                dataset,
+                cfg["data"][split],
+                train=split == "train",
+                seed=cfg["seed"],
+                rank=rank,
+                world_size=world_size,
+                pin_memory=pin_memory,
+            ),
+        )
+        for split, dataset in built.items()
+    }
+
+
+def _check_classes(datasets: dict[str, ClassificationDataset], num_classes: int | None) -> None:
+    if not datasets:
+        return
+    first, *others = datasets
+    classes = datasets[first].classes
+    for split in others:
+        theirs = datasets[split].classes
+        if theirs == classes:
+            continue
+        if len(theirs) != len(classes):
+            detail = f"{len(theirs)} vs {len(classes)} classes"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(theirs, classes, strict=True)) if a != b)
+            detail = f"label {i} is {theirs[i]!r} vs {classes[i]!r}"
+        raise UserError(
+            f"data.{split} classes differ from data.{first} ({detail}); "
+            "make the splits agree or set data.classes"
+        )
+    if num_classes is not None and num_classes != len(classes):
+        raise UserError(
+            f"model.num_classes is {num_classes} but the data has {len(classes)} classes"
+        )

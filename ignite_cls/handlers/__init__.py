@@ -1,0 +1,1 @@
+"""Event handlers attached to the engines; each file is one optional concern."""

@@ -1,0 +1,95 @@
+"""What a person watches: the log file, loss/lr/throughput records and tqdm progress bars.
+
+Only rank 0 prints and writes; the loss is read (one host-device sync) only every
+``log.interval`` iterations.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar
+
+LOGGER_NAME = "ignite_cls"
+
+
+def setup_logging(log_file: Path | None) -> logging.Logger:
+    """The project logger: INFO to stderr, everything (with iteration records) to ``log_file``;
+    warnings only off rank 0."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    logger.propagate = False
+    if idist.get_rank() != 0:
+        logger.setLevel(logging.WARNING)
+        return logger
+    logger.setLevel(logging.DEBUG)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(file_handler)
+    return logger
+
+
+def attach_training_log(
+    trainer: Engine, optimizer: torch.optim.Optimizer, interval: int, images_per_iter: int
+) -> None:
+    """Every ``interval`` iterations set ``trainer.state.train_log`` = loss, lr, throughput
+    (images/s over all processes) and write it to the log. Other handlers attached to the same
+    event after this one (progress bar, tracking) read it from there."""
+    logger = logging.getLogger(LOGGER_NAME)
+    last = {"time": time.perf_counter(), "iteration": 0}
+
+    @trainer.on(Events.EPOCH_STARTED)
+    def _reset_clock(engine: Engine) -> None:
+        last.update(time=time.perf_counter(), iteration=engine.state.iteration)
+
+    @trainer.on(Events.ITERATION_COMPLETED(every=interval))
+    def _record(engine: Engine) -> None:
+        loss = engine.state.output.item()
+        now = time.perf_counter()
+        steps = engine.state.iteration - last["iteration"]
+        throughput = steps * images_per_iter / max(now - last["time"], 1e-9)
+        last.update(time=now, iteration=engine.state.iteration)
+        engine.state.train_log = {
+            "loss": loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            "throughput": throughput,
+        }
+        logger.debug(
+            f"epoch {engine.state.epoch} iter {engine.state.iteration}: loss {loss:.4f} "
+            f"lr {engine.state.train_log['lr']:.3g} {throughput:.0f} img/s"
+        )
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def _log_epoch(engine: Engine) -> None:
+        record = getattr(engine.state, "train_log", {})
+        seconds = engine.state.times["EPOCH_COMPLETED"] or 0.0
+        details = " ".join(f"{k} {v:.4g}" for k, v in record.items())
+        logger.info(
+            f"epoch {engine.state.epoch}/{engine.state.max_epochs} done in {seconds:.1f}s {details}"
+        )
+
+
+def attach_progress_bars(trainer: Engine | None, evaluator: Engine | None, interval: int) -> None:
+    """tqdm bars with ETA (rank 0 only): training updated every ``interval`` iterations."""
+    if idist.get_rank() != 0:
+        return
+    if trainer is not None:
+        ProgressBar(persist=True, desc="train").attach(
+            trainer,
+            output_transform=lambda _: trainer.state.train_log,
+            event_name=Events.ITERATION_COMPLETED(every=interval),
+        )
+    if evaluator is not None:
+        ProgressBar(persist=False, desc="eval").attach(evaluator)

@@ -1,0 +1,105 @@
+"""Assemble and run one training process: data, model, optimizer, engines, handlers."""
+
+from __future__ import annotations
+
+import time
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Events
+from ignite.utils import manual_seed
+from torch import nn
+
+from ignite_cls.config import dump_config
+from ignite_cls.data import build_data
+from ignite_cls.engines import StepSettings, create_evaluator, create_trainer
+from ignite_cls.handlers.checkpoint import (
+    RunState,
+    attach_checkpoints,
+    load_resume_checkpoint,
+    restore,
+)
+from ignite_cls.handlers.progress import attach_progress_bars, attach_training_log, setup_logging
+from ignite_cls.handlers.validation import attach_validation
+from ignite_cls.job import Job
+from ignite_cls.models import build_model
+from ignite_cls.optim import build_lr_scheduler, build_optimizer, effective_lr
+
+
+def run_training(job: Job) -> None:
+    cfg = job.cfg
+    rank, world_size, device = idist.get_rank(), idist.get_world_size(), idist.device()
+    work_dir = job.work_dir
+    if rank == 0:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, work_dir / f"{job.config_stem}.py")
+    logger = setup_logging(work_dir / f"train_{time.strftime('%Y%m%d_%H%M%S')}.log")
+    manual_seed(cfg["seed"] + rank)
+
+    validate = cfg["schedule"]["validate"]
+    data = build_data(
+        cfg,
+        ["train", "val"] if validate else ["train"],
+        rank,
+        world_size,
+        pin_memory=device.type == "cuda",
+    )
+    train_set, train_loader = data["train"]
+    classes = train_set.classes
+    num_classes = cfg["model"]["num_classes"] or len(classes)
+
+    model = idist.auto_model(build_model(cfg["model"], num_classes))
+    optimizer = build_optimizer(cfg, model, effective_lr(cfg, world_size))
+    epoch_length = len(train_loader)
+    scheduler = build_lr_scheduler(cfg["schedule"], optimizer, epoch_length)
+    settings = StepSettings.from_config(cfg, device)
+    scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg["loss"]["label_smoothing"])
+    logger.info(
+        f"train: {cfg['model']['arch']} on {device} x{world_size}, {len(train_set)} images, "
+        f"{num_classes} classes, lr {optimizer.param_groups[0]['lr']:g}, amp {settings.amp_mode}"
+    )
+
+    trainer = create_trainer(model, optimizer, criterion, settings, scaler)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: scheduler.step())
+
+    @trainer.on(Events.EPOCH_STARTED)
+    def _shuffle_for_epoch(engine) -> None:
+        train_loader.sampler.set_epoch(
+            engine.state.epoch - 1, start_batch=engine.state.iteration % epoch_length
+        )
+
+    max_epochs = cfg["schedule"]["max_epochs"]
+    log_interval = max(1, min(cfg["log"]["interval"], epoch_length))
+    batch = cfg["data"]["train"]["batch_size"] * world_size
+    attach_training_log(trainer, optimizer, log_interval, batch)
+
+    evaluator = None
+    if validate:
+        evaluator = create_evaluator(model, settings, num_classes)
+        attach_validation(
+            trainer, evaluator, data["val"][1], cfg["schedule"]["val_interval"], max_epochs
+        )
+    attach_progress_bars(trainer, evaluator, log_interval)
+
+    run_state = RunState(classes, cfg)
+    to_save = {
+        "model": model,
+        "optimizer": optimizer,
+        "lr_scheduler": scheduler,
+        "trainer": trainer,
+        "run_state": run_state,
+    }
+    if scaler is not None:
+        to_save["scaler"] = scaler
+    attach_checkpoints(trainer, evaluator, to_save, work_dir, cfg["checkpoint"], max_epochs)
+
+    if cfg["resume"]:
+        checkpoint, source = load_resume_checkpoint(cfg["resume"], work_dir)
+        restore(to_save, checkpoint, source)
+        logger.info(
+            f"resumed from {source} at epoch {trainer.state.epoch}, "
+            f"iteration {trainer.state.iteration}"
+        )
+
+    trainer.run(train_loader, max_epochs=max_epochs, epoch_length=epoch_length)
