@@ -19,11 +19,14 @@ from ignite_cls.handlers.checkpoint import (
     load_resume_checkpoint,
     restore,
 )
+from ignite_cls.handlers.nan_guard import NanGuard
 from ignite_cls.handlers.progress import attach_progress_bars, attach_training_log, setup_logging
+from ignite_cls.handlers.signals import GracefulStop
 from ignite_cls.handlers.validation import attach_validation
 from ignite_cls.job import Job
 from ignite_cls.models import build_model
 from ignite_cls.optim import build_lr_scheduler, build_optimizer, effective_lr
+from ignite_cls.workdir import lock_work_dir
 
 
 def run_training(job: Job) -> None:
@@ -31,7 +34,7 @@ def run_training(job: Job) -> None:
     rank, world_size, device = idist.get_rank(), idist.get_world_size(), idist.device()
     work_dir = job.work_dir
     if rank == 0:
-        work_dir.mkdir(parents=True, exist_ok=True)
+        work_dir_lock = lock_work_dir(work_dir)  # noqa: F841  (held until the process ends)
         dump_config(cfg, work_dir / f"{job.config_stem}.py")
     logger = setup_logging(work_dir / f"train_{time.strftime('%Y%m%d_%H%M%S')}.log")
     manual_seed(cfg["seed"] + rank)
@@ -62,6 +65,13 @@ def run_training(job: Job) -> None:
 
     trainer = create_trainer(model, optimizer, criterion, settings, scaler)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: scheduler.step())
+    max_epochs = cfg["schedule"]["max_epochs"]
+    log_interval = max(1, min(cfg["log"]["interval"], epoch_length))
+    nan_guard = NanGuard(str(work_dir))
+    checks = [Events.EPOCH_COMPLETED, Events.ITERATION_COMPLETED(every=log_interval)]
+    if cfg["checkpoint"]["interval_iters"]:
+        checks.append(Events.ITERATION_COMPLETED(every=cfg["checkpoint"]["interval_iters"]))
+    nan_guard.attach(trainer, checks)
 
     @trainer.on(Events.EPOCH_STARTED)
     def _shuffle_for_epoch(engine) -> None:
@@ -69,8 +79,6 @@ def run_training(job: Job) -> None:
             engine.state.epoch - 1, start_batch=engine.state.iteration % epoch_length
         )
 
-    max_epochs = cfg["schedule"]["max_epochs"]
-    log_interval = max(1, min(cfg["log"]["interval"], epoch_length))
     batch = cfg["data"]["train"]["batch_size"] * world_size
     attach_training_log(trainer, optimizer, log_interval, batch)
 
@@ -92,7 +100,16 @@ def run_training(job: Job) -> None:
     }
     if scaler is not None:
         to_save["scaler"] = scaler
-    attach_checkpoints(trainer, evaluator, to_save, work_dir, cfg["checkpoint"], max_epochs)
+    periodic = attach_checkpoints(
+        trainer, evaluator, to_save, work_dir, cfg["checkpoint"], max_epochs
+    )["periodic"]
+
+    def save_now(engine) -> str:
+        nan_guard.check(engine)
+        periodic(engine)
+        return str(work_dir / periodic.last_checkpoint)
+
+    GracefulStop(save_now, check_every=log_interval).attach(trainer)
 
     if cfg["resume"]:
         checkpoint, source = load_resume_checkpoint(cfg["resume"], work_dir)

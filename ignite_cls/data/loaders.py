@@ -1,5 +1,7 @@
 """DataLoaders for training (sharded, reshuffled per epoch, resumable) and evaluation."""
 
+import signal
+
 import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -10,8 +12,14 @@ from ignite_cls.errors import UserError
 
 def _init_worker(worker_id: int) -> None:
     """Keep each loader worker on one core: with N workers, OpenCV's own thread pool per
-    worker would oversubscribe the CPUs. (PyTorch already sets its own threads to 1.)"""
+    worker would oversubscribe the CPUs. (PyTorch already sets its own threads to 1.)
+
+    Workers ignore SIGINT/SIGTERM: Ctrl-C and a scheduler's SIGTERM reach the whole process
+    group, and the main process decides how to stop (checkpoint first); workers end with it.
+    """
     cv2.setNumThreads(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_loader(

@@ -27,14 +27,27 @@ logger = logging.getLogger("ignite_cls")
 
 
 class DurableSaver(DiskSaver):
-    """DiskSaver whose writes are fsynced before the atomic rename (survives power loss)."""
+    """DiskSaver whose writes are fsynced before the atomic rename (survives power loss).
+
+    Ignite's Checkpoint removes the oldest file *before* writing the new one; here removals
+    wait until the new file is safely written, so a failed save (disk full, kill) never
+    leaves fewer good checkpoints than before.
+    """
 
     def __init__(self, dirname: str | Path):
         super().__init__(dirname, atomic=True, require_empty=False)
+        self._pending_removals: list[str] = []
 
     def __call__(self, checkpoint: dict, filename: str, metadata: dict | None = None) -> None:
         if idist.get_rank() == self.save_on_rank:
             save_checkpoint(checkpoint, self.dirname / filename)
+            for old in self._pending_removals:
+                if old != filename:
+                    (self.dirname / old).unlink(missing_ok=True)
+        self._pending_removals.clear()
+
+    def remove(self, filename: str) -> None:
+        self._pending_removals.append(filename)
 
 
 class RunState:

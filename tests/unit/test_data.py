@@ -1,7 +1,7 @@
 """ignite_cls.data on real images: decoding, datasets, seeded augmentation, samplers, loaders.
 
-The CIFAR-10 JPEGs and Fashion-MNIST PNGs come from ../shared/datasets/ (relative to the
-project root); a few members are extracted into a temporary folder, never into the repo.
+The CIFAR-10 JPEGs and Fashion-MNIST PNGs are small subsets of ../shared/datasets/ that
+conftest.py extracts into a temporary folder (the tests skip where that folder is absent).
 """
 
 import collections
@@ -9,8 +9,6 @@ import copy
 import os
 import shutil
 import struct
-import tarfile
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -34,7 +32,6 @@ from ignite_cls.data import (
 from ignite_cls.defaults import DEFAULTS
 from ignite_cls.errors import UserError
 
-DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 CIFAR_CLASSES = [
     "airplane",
     "automobile",
@@ -47,54 +44,23 @@ CIFAR_CLASSES = [
     "ship",
     "truck",
 ]
-PER_CLASS = 3
+PER_CLASS = 10
 AUGMENT = [
     dict(type="RandomCrop", size=32, padding=4),
     dict(type="RandomHorizontalFlip"),
 ]
 
 
-def _extract(archive: str, dest: Path, wanted: Callable[[str], bool], count: int) -> Path:
-    """Extract the first `count` members `wanted(name)` accepts; stop reading there."""
-    path = DATASETS / archive
-    if not path.is_file():
-        pytest.skip(f"real test images not available: {path} is missing")
-    taken = 0
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if member.isfile() and wanted(member.name):
-                tar.extract(member, dest, filter="data")
-                taken += 1
-                if taken == count:
-                    break
-    return dest
+@pytest.fixture(scope="session")
+def cifar_root(cifar10_subset) -> Path:
+    """CIFAR-10 test JPEGs, PER_CLASS in each of the 10 class folders (see conftest)."""
+    return cifar10_subset(20, PER_CLASS) / "test"
 
 
 @pytest.fixture(scope="session")
-def cifar_root(tmp_path_factory) -> Path:
-    """cifar10/test with PER_CLASS JPEGs in each of the 10 class folders."""
-    seen = collections.Counter()
-
-    def wanted(name: str) -> bool:
-        parts = name.split("/")
-        if parts[1] != "test" or seen[parts[2]] == PER_CLASS:
-            return False
-        seen[parts[2]] += 1
-        return True
-
-    dest = _extract("cifar10.tar.gz", tmp_path_factory.mktemp("cifar"), wanted, 10 * PER_CLASS)
-    return dest / "cifar10" / "test"
-
-
-@pytest.fixture(scope="session")
-def fashion_png(tmp_path_factory) -> Path:
-    dest = _extract(
-        "fashion-mnist.tar.gz",
-        tmp_path_factory.mktemp("fashion"),
-        lambda name: name.endswith(".png"),
-        1,
-    )
-    return next(dest.rglob("*.png"))
+def fashion_png(fashion_mnist_subset) -> Path:
+    """A 28x28 grayscale Fashion-MNIST PNG."""
+    return sorted((fashion_mnist_subset(20, 10) / "test").rglob("*.png"))[0]
 
 
 @pytest.fixture
@@ -223,14 +189,13 @@ def test_folder_dataset_classes_labels_and_items(folder):
         class_folder = Path(dataset.sample_name(index)).relative_to(folder).parts[0]
         assert dataset.classes[dataset.targets[index]] == class_folder
     cat = CIFAR_CLASSES.index("cat")
+    originals = sorted(p.name for p in (folder / "cat").glob("[!.]*.jpg"))
+    assert len(originals) == PER_CLASS
     assert [
-        Path(dataset.sample_name(i)).name for i, t in enumerate(dataset.targets) if t == cat
-    ] == [
-        "0000.jpg",
-        "0001.jpg",
-        "0002.jpg",
-        "UPPER.JPG",
-    ]
+        Path(dataset.sample_name(i)).relative_to(folder / "cat").as_posix()
+        for i, target in enumerate(dataset.targets)
+        if target == cat
+    ] == originals + ["nested/UPPER.JPG"]
     image, label, index = dataset[5]
     assert (label, index) == (dataset.targets[5], 5)
     assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)
