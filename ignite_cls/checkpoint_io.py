@@ -10,6 +10,7 @@ sha256 prefix (torch hub's ``name-<hash>.pth`` convention).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -49,8 +50,9 @@ def atomic_write(path: Path, write: Any) -> None:
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
     except BaseException as e:
+        full = _disk_full(e, path.parent)
         Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno == 28:
+        if full:
             raise UserError(f"no space left on the device while writing {path}") from e
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -58,6 +60,14 @@ def atomic_write(path: Path, write: Any) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    """ENOSPC, or a failed write on a file system with (almost) no space left: torch.save
+    reports a full disk as a zip-writer RuntimeError, not as ENOSPC."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return isinstance(error, Exception) and shutil.disk_usage(folder).free < (1 << 20)
 
 
 def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:

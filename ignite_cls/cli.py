@@ -27,7 +27,8 @@ def gather_cfg_options(argv: list[str]) -> list[str]:
             if eq:
                 items.append(inline)
             i += 1
-            while i < len(argv) and not argv[i].startswith("--"):
+            # items are key=value, so any word starting with "-" is the next flag (-w, --amp)
+            while i < len(argv) and not argv[i].startswith("-"):
                 items.append(argv[i])
                 i += 1
             continue
@@ -138,4 +139,26 @@ def config(config: str, cfg_options: list[str] | None = None) -> None:
     print(format_config(make_job("config", config, {}, cfg_options).cfg), end="")
 
 
-COMMANDS = {"train": train, "test": test, "config": config}
+def benchmark(
+    config: str,
+    steps: int = 30,
+    repeats: int = 3,
+    json: str | None = None,
+    cfg_options: list[str] | None = None,
+) -> None:
+    """Measure data, model-step, training and test images/s against plain PyTorch baselines.
+
+    Args:
+        config: the config file whose model and data are measured.
+        steps: batches per measurement.
+        repeats: alternating repeats of each paired measurement (medians are reported).
+        json: also write the figures to this JSON file.
+        cfg_options: config overrides as key=value items; applied last.
+    """
+    from ignite_cls.benchmark import run_benchmark
+    from ignite_cls.job import make_job
+
+    run_benchmark(make_job("benchmark", config, {}, cfg_options), steps, repeats, json)
+
+
+COMMANDS = {"train": train, "test": test, "config": config, "benchmark": benchmark}

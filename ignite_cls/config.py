@@ -261,14 +261,20 @@ _TYPES: dict[type, tuple[tuple[type, ...], str]] = {
 }
 
 
-def check_config(cfg: dict) -> list[str]:
+def check_config(cfg: dict, typos_are_errors: bool = True) -> list[str]:
     """Check a config merged with defaults: unknown keys -> warnings, wrong types -> UserError.
 
     Unknown keys only warn so configs written for MMPretrain (or later versions) still run;
-    a wrong type would fail later, far from its cause, so it stops here.
+    but a key that is a near miss of a known one is a typo whose setting would be silently
+    ignored (days of training with the default), so with ``typos_are_errors`` it stops here,
+    as does a wrong type, which would fail later, far from its cause.
     """
     warnings: list[str] = []
     _check(cfg, DEFAULTS, "", warnings)
+    typos = [w for w in warnings if "did you mean" in w]
+    if typos_are_errors and typos:
+        more = f" (and {len(typos) - 1} more)" if len(typos) > 1 else ""
+        raise UserError(f"{typos[0]}{more}")
     return warnings
 
 

@@ -69,6 +69,7 @@ DEFAULTS = dict(
     ),
     log=dict(interval=10),  # iterations between loss / lr records
     mlflow=dict(
+        enabled=True,  # False: no MLflow run at all (e.g. to measure tracking's cost)
         tracking_uri=None,  # None: MLFLOW_TRACKING_URI or MLflow's default (./mlflow.db)
         experiment=None,  # None: the config file stem
         run_name=None,

@@ -8,6 +8,7 @@ a host-device synchronisation per iteration: handlers read it only when they log
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,16 +75,16 @@ class StepSettings:
         return images, labels.to(self.device, non_blocking=True), indices
 
 
-def create_trainer(
+def make_train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     criterion: nn.Module,
     settings: StepSettings,
     scaler: torch.amp.GradScaler | None,
-) -> Engine:
-    """The training engine; its output is the batch loss as a device tensor."""
+) -> Callable[[Engine | None, tuple], torch.Tensor]:
+    """One optimisation step on a loader batch; returns the loss as a device tensor."""
 
-    def train_step(engine: Engine, batch) -> torch.Tensor:
+    def train_step(engine: Engine | None, batch: tuple) -> torch.Tensor:
         model.train()
         images, labels, _ = settings.prepare(batch)
         with settings.autocast():
@@ -98,7 +99,18 @@ def create_trainer(
             optimizer.step()
         return loss.detach()
 
-    return Engine(train_step)
+    return train_step
+
+
+def create_trainer(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    settings: StepSettings,
+    scaler: torch.amp.GradScaler | None,
+) -> Engine:
+    """The training engine; its output is the batch loss as a device tensor."""
+    return Engine(make_train_step(model, optimizer, criterion, settings, scaler))
 
 
 def create_evaluator(model: nn.Module, settings: StepSettings, num_classes: int) -> Engine:

@@ -92,7 +92,7 @@ def make_job(
     cfg = with_defaults(load_config(config))
     cfg = apply_options(cfg, flag_overrides(flags))
     cfg = apply_options(cfg, options)
-    for warning in check_config(cfg):
+    for warning in check_config(cfg, typos_are_errors=command != "config"):
         logger.warning(f"warning: {warning}")
     if not cfg["work_dir"]:
         cfg["work_dir"] = str(Path("runs") / Path(config).stem)

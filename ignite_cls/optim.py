@@ -81,10 +81,12 @@ def _policy(kind, args, optimizer, epoch_length, total, warmup) -> lr_scheduler.
     if kind == "constant":
         return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0, **args)
     if kind == "step":
+        if "step_size" not in args:
+            raise UserError("schedule.lr_policy type 'step' needs step_size (epochs)")
         step = args.pop("step_size")
         return lr_scheduler.StepLR(optimizer, step_size=step * epoch_length, **args)
     if kind == "multistep":
-        milestones = [m * epoch_length - warmup for m in args.pop("milestones")]
+        milestones = [m * epoch_length - warmup for m in args.pop("milestones", [])]
         return lr_scheduler.MultiStepLR(optimizer, milestones=milestones, **args)
     if kind == "cosine":
         return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), **args)

@@ -12,12 +12,20 @@ from ignite_cls.data import build_data
 from ignite_cls.engines import StepSettings, create_evaluator, scalar_metrics
 from ignite_cls.errors import UserError
 from ignite_cls.handlers.predictions import PredictionCollector, write_metrics, write_predictions
-from ignite_cls.handlers.progress import attach_progress_bars, setup_logging
+from ignite_cls.handlers.progress import attach_progress_bars, log_skipped_images, setup_logging
+from ignite_cls.handlers.tracking import TestTracker
+from ignite_cls.handlers.visualize import attach_visualizer, require_display, write_mistakes_grid
 from ignite_cls.job import Job
 from ignite_cls.models import build_model, load_weights
+from ignite_cls.train import stop_loader_workers
 
 
 def run_testing(job: Job) -> None:
+    with TestTracker(job) as tracker:  # the MLflow run: opened once the inputs load, rank 0
+        evaluate_checkpoint(job, tracker)
+
+
+def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
     cfg = job.cfg
     rank, world_size, device = idist.get_rank(), idist.get_world_size(), idist.device()
     work_dir = job.work_dir
@@ -25,6 +33,8 @@ def run_testing(job: Job) -> None:
         work_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     logger = setup_logging(work_dir / f"test_{stamp}.log")
+    if cfg["test"]["show"]:
+        require_display()  # on every rank: fail before loading anything
 
     checkpoint = load_checkpoint(job.checkpoint)
     state = checkpoint.get("model", checkpoint.get("state_dict"))
@@ -44,19 +54,29 @@ def run_testing(job: Job) -> None:
     model = build_model({**cfg["model"], "pretrained": None}, num_classes)
     load_weights(model, state, job.checkpoint)
     model = idist.auto_model(model)
+    tracker.start(checkpoint, test_set)
 
     evaluator = create_evaluator(model, StepSettings.from_config(cfg, device), num_classes)
     collector = PredictionCollector()
     collector.attach(evaluator)
+    visualizer = attach_visualizer(evaluator, collector, test_set, classes, cfg["test"])
     attach_progress_bars(None, evaluator, 1)
     logger.info(f"test: {job.checkpoint} on {len(test_set)} images, {device} x{world_size}")
-    evaluator.run(test_loader)
+    try:
+        evaluator.run(test_loader)
+    finally:
+        stop_loader_workers([test_loader])
+    log_skipped_images(test_set)
 
     metrics = scalar_metrics(evaluator.state.metrics)
     if rank != 0:
         return
     logger.info(format_table(metrics))
     (work_dir / f"test_{stamp}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    grid = write_mistakes_grid(work_dir / f"mistakes_{stamp}.png", collector, test_set, classes)
+    if grid is not None:
+        logger.info(f"wrote the most confident mistakes to {grid}")
+        tracker.log_artifact(grid, "plots")
     out, item = cfg["test"]["out"], cfg["test"]["out_item"] or "pred"
     if out and item == "metrics":
         write_metrics(out, metrics)
@@ -64,6 +84,9 @@ def run_testing(job: Job) -> None:
         write_predictions(out, collector.records(test_set, classes))
     if out:
         logger.info(f"wrote {item} to {out}")
+    tracker.log_results(evaluator.state.metrics, classes)
+    for path in visualizer.files if visualizer else []:
+        tracker.log_artifact(path, "predictions")
 
 
 def format_table(metrics: dict[str, float]) -> str:

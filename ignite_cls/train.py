@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import ignite.distributed as idist
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 from ignite.utils import manual_seed
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ignite_cls.config import dump_config
 from ignite_cls.data import build_data
@@ -20,13 +23,67 @@ from ignite_cls.handlers.checkpoint import (
     restore,
 )
 from ignite_cls.handlers.nan_guard import NanGuard
-from ignite_cls.handlers.progress import attach_progress_bars, attach_training_log, setup_logging
+from ignite_cls.handlers.progress import (
+    attach_progress_bars,
+    attach_training_log,
+    log_skipped_images,
+    setup_logging,
+)
 from ignite_cls.handlers.signals import GracefulStop
+from ignite_cls.handlers.tracking import TrainTracker
 from ignite_cls.handlers.validation import attach_validation
 from ignite_cls.job import Job
 from ignite_cls.models import build_model
 from ignite_cls.optim import build_lr_scheduler, build_optimizer, effective_lr
 from ignite_cls.workdir import lock_work_dir
+
+
+@dataclass
+class Training:
+    """The trainer and what it steps; handlers that save or resume need these objects."""
+
+    trainer: Engine
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    nan_guard: NanGuard
+    log_interval: int
+
+
+def build_trainer(
+    cfg: dict,
+    model: nn.Module,
+    train_loader: DataLoader,
+    settings: StepSettings,
+    world_size: int,
+    checkpoint_hint: str,
+) -> Training:
+    """The training engine with its per-iteration handlers: LR schedule, NaN guard, the
+    sampler's epoch, loss/lr/throughput records. (Validation, checkpoints and tracking are
+    attached by the caller.)"""
+    optimizer = build_optimizer(cfg, model, effective_lr(cfg, world_size))
+    epoch_length = len(train_loader)
+    scheduler = build_lr_scheduler(cfg["schedule"], optimizer, epoch_length)
+    scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg["loss"]["label_smoothing"])
+    trainer = create_trainer(model, optimizer, criterion, settings, scaler)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: scheduler.step())
+
+    log_interval = max(1, min(cfg["log"]["interval"], epoch_length))
+    nan_guard = NanGuard(checkpoint_hint)
+    checks = [Events.EPOCH_COMPLETED, Events.ITERATION_COMPLETED(every=log_interval)]
+    if cfg["checkpoint"]["interval_iters"]:
+        checks.append(Events.ITERATION_COMPLETED(every=cfg["checkpoint"]["interval_iters"]))
+    nan_guard.attach(trainer, checks)
+
+    @trainer.on(Events.EPOCH_STARTED)
+    def _shuffle_for_epoch(engine: Engine) -> None:
+        done_in_epoch = engine.state.iteration % engine.state.epoch_length
+        train_loader.sampler.set_epoch(engine.state.epoch - 1, start_batch=done_in_epoch)
+
+    batch = cfg["data"]["train"]["batch_size"] * world_size
+    attach_training_log(trainer, optimizer, log_interval, batch)
+    return Training(trainer, optimizer, scheduler, scaler, nan_guard, log_interval)
 
 
 def run_training(job: Job) -> None:
@@ -52,35 +109,18 @@ def run_training(job: Job) -> None:
     num_classes = cfg["model"]["num_classes"] or len(classes)
 
     model = idist.auto_model(build_model(cfg["model"], num_classes))
-    optimizer = build_optimizer(cfg, model, effective_lr(cfg, world_size))
-    epoch_length = len(train_loader)
-    scheduler = build_lr_scheduler(cfg["schedule"], optimizer, epoch_length)
     settings = StepSettings.from_config(cfg, device)
-    scaler = torch.amp.GradScaler("cuda") if settings.amp_dtype == torch.float16 else None
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg["loss"]["label_smoothing"])
+    training = build_trainer(cfg, model, train_loader, settings, world_size, str(work_dir))
+    trainer, optimizer, scheduler = training.trainer, training.optimizer, training.scheduler
+    scaler, nan_guard, log_interval = training.scaler, training.nan_guard, training.log_interval
+    epoch_length = len(train_loader)
+    max_epochs = cfg["schedule"]["max_epochs"]
     logger.info(
         f"train: {cfg['model']['arch']} on {device} x{world_size}, {len(train_set)} images, "
         f"{num_classes} classes, lr {optimizer.param_groups[0]['lr']:g}, amp {settings.amp_mode}"
     )
 
-    trainer = create_trainer(model, optimizer, criterion, settings, scaler)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: scheduler.step())
-    max_epochs = cfg["schedule"]["max_epochs"]
-    log_interval = max(1, min(cfg["log"]["interval"], epoch_length))
-    nan_guard = NanGuard(str(work_dir))
-    checks = [Events.EPOCH_COMPLETED, Events.ITERATION_COMPLETED(every=log_interval)]
-    if cfg["checkpoint"]["interval_iters"]:
-        checks.append(Events.ITERATION_COMPLETED(every=cfg["checkpoint"]["interval_iters"]))
-    nan_guard.attach(trainer, checks)
-
-    @trainer.on(Events.EPOCH_STARTED)
-    def _shuffle_for_epoch(engine) -> None:
-        train_loader.sampler.set_epoch(
-            engine.state.epoch - 1, start_batch=engine.state.iteration % epoch_length
-        )
-
-    batch = cfg["data"]["train"]["batch_size"] * world_size
-    attach_training_log(trainer, optimizer, log_interval, batch)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: log_skipped_images(train_set))
 
     evaluator = None
     if validate:
@@ -107,7 +147,7 @@ def run_training(job: Job) -> None:
     def save_now(engine) -> str:
         nan_guard.check(engine)
         periodic(engine)
-        return str(work_dir / periodic.last_checkpoint)
+        return str(periodic.last_checkpoint)  # already under the work dir
 
     GracefulStop(save_now, check_every=log_interval).attach(trainer)
 
@@ -115,8 +155,28 @@ def run_training(job: Job) -> None:
         checkpoint, source = load_resume_checkpoint(cfg["resume"], work_dir)
         restore(to_save, checkpoint, source)
         logger.info(
-            f"resumed from {source} at epoch {trainer.state.epoch}, "
-            f"iteration {trainer.state.iteration}"
+            f"resumed from {source}: {trainer.state.epoch} epochs, "
+            f"iteration {trainer.state.iteration} done"
         )
+        if trainer.state.iteration >= max_epochs * epoch_length:
+            # Ignite would silently start over from epoch 1 on a finished state
+            logger.info(f"nothing to train: schedule.max_epochs is {max_epochs} (raise it)")
+            return
 
-    trainer.run(train_loader, max_epochs=max_epochs, epoch_length=epoch_length)
+    with TrainTracker(job, run_state) as tracker:  # the MLflow run: opened here, rank 0
+        best = to_save.get("best_checkpointer")
+        tracker.start(trainer, model, optimizer, data, best, settings.amp_mode)
+        try:
+            trainer.run(train_loader, max_epochs=max_epochs, epoch_length=epoch_length)
+        finally:
+            stop_loader_workers(loader for _, loader in data.values())
+
+
+def stop_loader_workers(loaders: Iterable[DataLoader]) -> None:
+    """Shut the loaders' persistent worker processes down now. They ignore SIGTERM (the main
+    process decides how to stop), so multiprocessing's exit handler, which terminates them
+    and then joins them, would wait for them forever."""
+    for loader in loaders:
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()

@@ -34,6 +34,7 @@ if ((GPUS < 1 || CPUS_PER_TASK < 1)); then
   exit 2
 fi
 
+((GPUS_PER_NODE <= GPUS)) || GPUS_PER_NODE=$GPUS # fewer tasks than a node holds: ask for those
 GRES=() PER_NODE=() # GPUS_PER_NODE=0, a CPU-only cluster: no GPUs, Slurm places the tasks
 if ((GPUS_PER_NODE > 0)); then
   GRES=(--gres=gpu:"$GPUS_PER_NODE")

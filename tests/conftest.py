@@ -8,6 +8,7 @@ import select
 import shutil
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -120,8 +121,17 @@ def _start_xvfb() -> tuple[subprocess.Popen, str]:
     )
     os.close(write_fd)
     try:
-        ready, _, _ = select.select([read_fd], [], [], 15)  # written once it accepts clients
-        number = os.read(read_fd, 16).decode().strip() if ready else ""
+        # Written once it accepts clients, as "N" then "\n" in two writes: closing the pipe
+        # before the newline arrives makes Xvfb exit ("Cannot write display number").
+        text = b""
+        deadline = time.monotonic() + 15
+        while not text.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([read_fd], [], [], deadline - time.monotonic())
+            chunk = os.read(read_fd, 16) if ready else b""
+            if not chunk:
+                break
+            text += chunk
+        number = text.decode().strip()
     finally:
         os.close(read_fd)
     if not number.isdigit():

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 
+import ignite.distributed as idist
 from torch.utils.data import DataLoader
 
 from ignite_cls.data.datasets import (
@@ -11,6 +12,7 @@ from ignite_cls.data.datasets import (
     FolderDataset,
     build_dataset,
 )
+from ignite_cls.data.gpu_resident import ResidentLoader
 from ignite_cls.data.images import BadImageError, read_image
 from ignite_cls.data.loaders import build_loader
 from ignite_cls.data.samplers import ShardSampler, TrainSampler
@@ -55,21 +57,14 @@ def build_data(
         )
         built[split] = dataset
     _check_classes(built, cfg["model"]["num_classes"])
-    return {
-        split: (
-            dataset,
-            build_loader(
-                dataset,
-                cfg["data"][split],
-                train=split == "train",
-                seed=cfg["seed"],
-                rank=rank,
-                world_size=world_size,
-                pin_memory=pin_memory,
-            ),
-        )
-        for split, dataset in built.items()
-    }
+
+    def loader(split: str, dataset: ClassificationDataset) -> DataLoader | ResidentLoader:
+        common = dict(train=split == "train", seed=cfg["seed"], rank=rank, world_size=world_size)
+        if cfg["data"]["gpu_resident"]:
+            return ResidentLoader(dataset, cfg["data"][split], device=idist.device(), **common)
+        return build_loader(dataset, cfg["data"][split], pin_memory=pin_memory, **common)
+
+    return {split: (dataset, loader(split, dataset)) for split, dataset in built.items()}
 
 
 def _check_classes(datasets: dict[str, ClassificationDataset], num_classes: int | None) -> None:

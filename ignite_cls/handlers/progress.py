@@ -44,9 +44,10 @@ def setup_logging(log_file: Path | None) -> logging.Logger:
 def attach_training_log(
     trainer: Engine, optimizer: torch.optim.Optimizer, interval: int, images_per_iter: int
 ) -> None:
-    """Every ``interval`` iterations set ``trainer.state.train_log`` = loss, lr, throughput
-    (images/s over all processes) and write it to the log. Other handlers attached to the same
-    event after this one (progress bar, tracking) read it from there."""
+    """Every ``interval`` iterations set ``trainer.state.train_log`` = loss (averaged over
+    the processes), lr, throughput (images/s over all processes) and write it to the log.
+    Other handlers attached to the same event after this one (progress bar, tracking) read
+    it from there."""
     logger = logging.getLogger(LOGGER_NAME)
     last = {"time": time.perf_counter(), "iteration": 0}
 
@@ -56,7 +57,8 @@ def attach_training_log(
 
     @trainer.on(Events.ITERATION_COMPLETED(every=interval))
     def _record(engine: Engine) -> None:
-        loss = engine.state.output.item()
+        # the mean over every process's batch, as one process with the whole batch would log
+        loss = (idist.all_reduce(engine.state.output.clone()) / idist.get_world_size()).item()
         now = time.perf_counter()
         steps = engine.state.iteration - last["iteration"]
         throughput = steps * images_per_iter / max(now - last["time"], 1e-9)
@@ -93,3 +95,13 @@ def attach_progress_bars(trainer: Engine | None, evaluator: Engine | None, inter
         )
     if evaluator is not None:
         ProgressBar(persist=False, desc="eval").attach(evaluator)
+
+
+def log_skipped_images(dataset) -> None:
+    """With ``data.skip_bad_images``: say how many unreadable images were left out."""
+    count = getattr(dataset, "skipped_count", 0)
+    if count:
+        examples = ", ".join(dataset.skipped_names[:3])
+        logging.getLogger(LOGGER_NAME).warning(
+            f"skipped {count} unreadable image(s) (data.skip_bad_images): {examples}"
+        )

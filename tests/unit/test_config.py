@@ -496,7 +496,7 @@ def test_check_config_unknown_keys_with_closest():
             "totally_unrelated_thing": 1,
         }
     )
-    assert sorted(check_config(cfg)) == [
+    assert sorted(check_config(cfg, typos_are_errors=False)) == [
         "unknown config key 'data.train.batchsize' (did you mean 'data.train.batch_size'?)",
         "unknown config key 'data.train.zzzz'",
         "unknown config key 'optimizer_lr' (did you mean 'optimizer.lr'?)",
@@ -506,8 +506,25 @@ def test_check_config_unknown_keys_with_closest():
 
 
 def test_check_config_misplaced_top_level_key_suggests_nested():
-    warnings = check_config(with_defaults({"max_epochs": 3}))
+    warnings = check_config(with_defaults({"max_epochs": 3}), typos_are_errors=False)
     assert warnings == ["unknown config key 'max_epochs' (did you mean 'schedule.max_epochs'?)"]
+
+
+def test_check_config_typo_is_an_error_naming_the_closest_key():
+    cfg = with_defaults({"schedule": {"max_epoch": 3}})
+    with pytest.raises(
+        UserError, match=r"'schedule.max_epoch' \(did you mean 'schedule.max_epochs'\?\)$"
+    ):
+        check_config(cfg)
+    two = with_defaults({"schedule": {"max_epoch": 3}, "data": {"train": {"batchsize": 8}}})
+    with pytest.raises(UserError, match=r"did you mean .*\(and 1 more\)$"):
+        check_config(two)
+
+
+def test_check_config_unrelated_unknown_key_only_warns():
+    assert check_config(with_defaults({"visualizer": {"type": "x"}})) == [
+        "unknown config key 'visualizer'"
+    ]
 
 
 def test_check_config_open_keys_not_checked():

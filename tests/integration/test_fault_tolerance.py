@@ -1,0 +1,239 @@
+"""Nothing lost: atomic checkpoints, exact resume after SIGKILL / SIGTERM / Ctrl-C, the work
+dir lock, the NaN stop, a full disk, and safe loading of checkpoints."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = str(ROOT / "configs" / "quickstart.py")
+# Small and fast, with dropout (mobilenet's head) so RNG state matters, and BN.
+FAST = [
+    "model.arch=mobilenet_v3_small",
+    "schedule.max_epochs=2",
+    "schedule.validate=False",
+    "log.interval=2",
+    "data.train.batch_size=64",
+    "checkpoint.keep=2",
+]
+
+
+def cli(*args: str, **kwargs) -> list[str]:
+    return [sys.executable, "-m", "ignite_cls", *args]
+
+
+def train_cmd(work_dir: Path, *options: str, resume: str | None = None) -> list[str]:
+    cmd = cli("train", QUICKSTART, "--work-dir", str(work_dir))
+    if resume is not None:
+        cmd += ["--resume"] + ([resume] if resume else [])
+    return cmd + ["--cfg-options", *FAST, *options]
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **kwargs.pop("env", {})}
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run: the weights every interrupted-and-resumed run must reproduce.
+    Its mid-epoch checkpoints (every 3 iterations, all kept) change nothing in training."""
+    folder = tmp_path_factory.mktemp("reference")
+    options = ["checkpoint.interval_iters=3", "checkpoint.keep=50"]
+    result = run(train_cmd(folder / "work", *options), folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "work" / "epoch_2.pt"
+
+
+def test_resume_from_mid_epoch_checkpoint_is_bit_exact(reference, tmp_path):
+    mid = reference.parent / "epoch_1_iter_9.pt"
+    assert mid.is_file(), sorted(p.name for p in reference.parent.iterdir())
+    resumed = run(train_cmd(tmp_path / "work", resume=str(mid)), tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "iteration 9 done" in resumed.stderr
+    assert_identical(weights(reference), weights(tmp_path / "work" / "epoch_2.pt"))
+
+
+def _log(work: Path) -> str:
+    return "".join(p.read_text() for p in work.glob("train_*.log"))
+
+
+def _wait_for_log(work: Path, proc: subprocess.Popen, text: str, count: int) -> None:
+    """Wait until ``text`` occurs ``count`` times in the work dir's logs (or the run ends)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _log(work).count(text) >= count:
+            return
+        time.sleep(0.1)
+
+
+def test_kill_loop_resumes_to_identical_weights(reference, tmp_path):
+    """SIGKILL at seeded random moments of training (checkpoint writes included), resume
+    each time; every resume succeeds and the run ends equal to the uninterrupted one."""
+    rng = random.Random(1234)
+    work = tmp_path / "work"
+    options = ["checkpoint.interval_iters=2", "checkpoint.keep=2", "log.interval=1"]
+    kills = resumes = 0
+    for _ in range(40):
+        has_checkpoint = any(work.glob("epoch_*.pt"))
+        resumes += has_checkpoint
+        records = _log(work).count(" iter ")
+        proc = subprocess.Popen(
+            train_cmd(work, *options, resume="" if has_checkpoint else None),
+            cwd=tmp_path,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if kills < 10:
+            # two iterations into this run (so a checkpoint was written), then a random moment
+            _wait_for_log(work, proc, " iter ", records + 2)
+            time.sleep(rng.uniform(0.0, 1.0))
+            if proc.poll() is None:
+                proc.kill()
+                kills += 1
+        _, stderr = proc.communicate(timeout=600)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
+    assert kills == 10 and resumes >= 10
+    assert proc.returncode == 0, stderr[-3000:]
+    assert_identical(weights(reference), weights(work / "epoch_2.pt"))
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_writes_checkpoint_and_resume_finishes_identically(
+    reference, tmp_path, signum, code
+):
+    work = tmp_path / "work"
+    proc = subprocess.Popen(
+        train_cmd(work),
+        cwd=tmp_path,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_log(work, proc, "train: ", 1)
+    time.sleep(3.0)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == code, stderr[-3000:]
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("interrupted: stopped by " + signal.Signals(signum).name), message
+    saved = sorted(work.glob("epoch_*_iter_*.pt")) + sorted(work.glob("epoch_1.pt"))
+    assert saved, "no checkpoint written on the signal"
+    resumed = run(train_cmd(work, resume=""), tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_identical(weights(reference), weights(work / "epoch_2.pt"))
+
+
+def test_second_job_on_same_work_dir_refuses_and_dead_lock_is_free(tmp_path):
+    work = tmp_path / "work"
+    first = subprocess.Popen(
+        train_cmd(work, "schedule.max_epochs=5"),
+        cwd=tmp_path,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (work / ".lock").exists():
+            time.sleep(0.2)
+        time.sleep(0.5)
+        second = run(train_cmd(work), tmp_path, timeout=120)
+        assert second.returncode == 2
+        assert (
+            second.stderr.strip()
+            .splitlines()[-1]
+            .startswith(
+                f"error: work dir {work} is in use by another training job (pid {first.pid})"
+            )
+        )
+    finally:
+        first.kill()
+        first.wait()
+    third = run(train_cmd(work, "schedule.max_epochs=1"), tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+
+
+def test_nan_loss_stops_with_iteration_and_keeps_last_good_checkpoint(tmp_path):
+    work = tmp_path / "work"
+    explode_in_epoch_2 = [
+        "schedule.warmup_epochs=0",
+        "schedule.lr_policy.type=multistep",
+        "schedule.lr_policy.milestones=[1]",
+        "schedule.lr_policy.gamma=1e30",
+    ]
+    result = run(train_cmd(work, *explode_in_epoch_2), tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: loss became non-finite (nan or inf) at iteration "), line
+    iteration = int(line.split("at iteration ")[1].split(":")[0])
+    assert 22 < iteration <= 44  # in epoch 2 (22 iterations per epoch at batch 64)
+    assert sorted(p.name for p in work.glob("epoch_*.pt")) == ["epoch_1.pt"]
+    kept = weights(work / "epoch_1.pt")
+    assert all(torch.isfinite(t).all() for t in kept.values() if t.is_floating_point())
+
+
+def test_disk_full_keeps_previous_checkpoint_and_names_the_place(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    probe = run(cli("train", QUICKSTART, "--help"), tmp_path)  # warm imports, not the mount
+    assert probe.returncode == 0
+    size = 30 * 1024 * 1024  # one mobilenet checkpoint (~12 MB) fits, two and a log do not
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)])
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        work = mount / "work"
+        filler = mount / "filler"
+        result = subprocess.Popen(
+            train_cmd(work, "schedule.max_epochs=2", "checkpoint.keep=5"),
+            cwd=tmp_path,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (work / "epoch_1.pt").exists():
+            time.sleep(0.1)
+        # leave less room than one more checkpoint needs
+        free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+        filler.write_bytes(b"\0" * max(0, free - 1024 * 1024))
+        _, stderr = result.communicate(timeout=300)
+        assert result.returncode == 2, stderr[-3000:]
+        line = stderr.strip().splitlines()[-1]
+        assert line.startswith("error: no space left on the device while writing"), line
+        assert str(work) in line
+        assert sorted(p.name for p in work.glob("*.pt")) == ["epoch_1.pt"]
+        assert not list(work.glob(".*.tmp"))
+        weights(work / "epoch_1.pt")  # still loads
+    finally:
+        subprocess.run(["umount", str(mount)])
