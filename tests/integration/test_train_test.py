@@ -216,7 +216,8 @@ def test_cifar10_subset_folders_learn(cifar10_subset, tmp_path):
     root = cifar10_subset(150, 30)
     schedule = ["schedule.max_epochs=10", "schedule.lr_policy.milestones=[8]"]
     metrics = train_and_test_folders(root, tmp_path, *LIGHT_RECIPE, *schedule)
-    assert metrics["accuracy/top1"] >= 0.30  # chance: 0.10 (300 test images)
+    # chance is 0.10 (sd 0.017 on 300 test images); runs here reach 0.33-0.42
+    assert metrics["accuracy/top1"] >= 0.25
 
 
 def test_fashion_mnist_subset_grayscale_folders_learn(fashion_mnist_subset, tmp_path):
@@ -224,7 +225,7 @@ def test_fashion_mnist_subset_grayscale_folders_learn(fashion_mnist_subset, tmp_
     schedule = ["schedule.max_epochs=6", "schedule.lr_policy.milestones=[5]"]
     size = ["data.train.pipeline.0.size=28"]  # 28 px images, gray PNG read as RGB
     metrics = train_and_test_folders(root, tmp_path, *LIGHT_RECIPE, *schedule, *size)
-    assert metrics["accuracy/top1"] >= 0.60  # chance: 0.10 (300 test images)
+    assert metrics["accuracy/top1"] >= 0.60  # chance is 0.10; runs here reach 0.77
 
 
 # ---------------------------------------------------------------- resume
