@@ -106,11 +106,8 @@ def _plain_train(model, optimizer, scheduler, criterion, settings, scaler, loade
     """The hand-written reference loop: the same work as the trainer, nothing else."""
     model.train()
     clock = Clock(settings.device)
-    for i, (x, y, _) in enumerate(loader):
-        x = x.to(settings.device, non_blocking=True).float().sub_(settings.mean).div_(settings.std)
-        if settings.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = y.to(settings.device, non_blocking=True)
+    for i, batch in enumerate(loader):
+        x, y, _ = settings.prepare(batch)
         with settings.autocast():
             loss = criterion(model(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -133,11 +130,8 @@ def _plain_test(model, settings, loader, steps) -> float:
     model.eval()
     clock = Clock(settings.device)
     correct, scores = 0, []
-    for i, (x, y, _) in enumerate(loader):
-        x = x.to(settings.device, non_blocking=True).float().sub_(settings.mean).div_(settings.std)
-        if settings.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = y.to(settings.device, non_blocking=True)
+    for i, batch in enumerate(loader):
+        x, y, _ = settings.prepare(batch)
         with settings.autocast():
             logits = model(x).float()
         correct += (logits.argmax(1) == y).sum()
