@@ -201,7 +201,7 @@ def test_top_level_help_lists_the_commands():
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], ["train", "--help"], ["test", "--help"], ["config", QUICKSTART]]
+    "argv", [["--help"], *([c, "--help"] for c in sorted(COMMANDS)), ["config", QUICKSTART]]
 )
 def test_help_and_config_do_not_import_torch_or_mlflow(argv):
     snippet = (
