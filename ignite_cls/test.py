@@ -9,6 +9,7 @@ import ignite.distributed as idist
 
 from ignite_cls.checkpoint_io import load_checkpoint
 from ignite_cls.data import build_data
+from ignite_cls.data.loaders import stop_loader_workers
 from ignite_cls.engines import StepSettings, create_evaluator, scalar_metrics
 from ignite_cls.errors import UserError
 from ignite_cls.handlers.predictions import PredictionCollector, write_metrics, write_predictions
@@ -17,7 +18,6 @@ from ignite_cls.handlers.tracking import TestTracker
 from ignite_cls.handlers.visualize import attach_visualizer, require_display, write_mistakes_grid
 from ignite_cls.job import Job
 from ignite_cls.models import build_model, load_weights
-from ignite_cls.train import stop_loader_workers
 
 
 def run_testing(job: Job) -> None:

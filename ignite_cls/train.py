@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import ignite.distributed as idist
@@ -15,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from ignite_cls.config import dump_config
 from ignite_cls.data import build_data
+from ignite_cls.data.loaders import stop_loader_workers
 from ignite_cls.engines import StepSettings, create_evaluator, create_trainer
 from ignite_cls.handlers.checkpoint import (
     RunState,
@@ -170,13 +170,3 @@ def run_training(job: Job) -> None:
             trainer.run(train_loader, max_epochs=max_epochs, epoch_length=epoch_length)
         finally:
             stop_loader_workers(loader for _, loader in data.values())
-
-
-def stop_loader_workers(loaders: Iterable[DataLoader]) -> None:
-    """Shut the loaders' persistent worker processes down now. They ignore SIGTERM (the main
-    process decides how to stop), so multiprocessing's exit handler, which terminates them
-    and then joins them, would wait for them forever."""
-    for loader in loaders:
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
