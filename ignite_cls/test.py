@@ -13,7 +13,12 @@ from ignite_cls.data.loaders import stop_loader_workers
 from ignite_cls.engines import StepSettings, create_evaluator, scalar_metrics
 from ignite_cls.errors import UserError
 from ignite_cls.handlers.predictions import PredictionCollector, write_metrics, write_predictions
-from ignite_cls.handlers.progress import attach_progress_bars, log_skipped_images, setup_logging
+from ignite_cls.handlers.progress import (
+    attach_progress_bars,
+    close_progress_bars,
+    log_skipped_images,
+    setup_logging,
+)
 from ignite_cls.handlers.tracking import TestTracker
 from ignite_cls.handlers.visualize import attach_visualizer, require_display, write_mistakes_grid
 from ignite_cls.job import Job
@@ -60,11 +65,12 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
     collector = PredictionCollector()
     collector.attach(evaluator)
     visualizer = attach_visualizer(evaluator, collector, test_set, classes, cfg["test"])
-    attach_progress_bars(None, evaluator, 1)
+    bars = attach_progress_bars(None, evaluator, 1)
     logger.info(f"test: {job.checkpoint} on {len(test_set)} images, {device} x{world_size}")
     try:
         evaluator.run(test_loader)
     finally:
+        close_progress_bars(bars)
         stop_loader_workers([test_loader])
     log_skipped_images(test_set)
 

@@ -26,6 +26,7 @@ from ignite_cls.handlers.nan_guard import NanGuard
 from ignite_cls.handlers.progress import (
     attach_progress_bars,
     attach_training_log,
+    close_progress_bars,
     log_skipped_images,
     setup_logging,
 )
@@ -128,7 +129,7 @@ def run_training(job: Job) -> None:
         attach_validation(
             trainer, evaluator, data["val"][1], cfg["schedule"]["val_interval"], max_epochs
         )
-    attach_progress_bars(trainer, evaluator, log_interval)
+    bars = attach_progress_bars(trainer, evaluator, log_interval)
 
     run_state = RunState(classes, cfg)
     to_save = {
@@ -169,4 +170,5 @@ def run_training(job: Job) -> None:
         try:
             trainer.run(train_loader, max_epochs=max_epochs, epoch_length=epoch_length)
         finally:
+            close_progress_bars(bars)
             stop_loader_workers(loader for _, loader in data.values())

@@ -83,18 +83,37 @@ def attach_training_log(
         )
 
 
-def attach_progress_bars(trainer: Engine | None, evaluator: Engine | None, interval: int) -> None:
-    """tqdm bars with ETA (rank 0 only): training updated every ``interval`` iterations."""
+def attach_progress_bars(
+    trainer: Engine | None, evaluator: Engine | None, interval: int
+) -> list[ProgressBar]:
+    """tqdm bars with ETA (rank 0 only): training updated every ``interval`` iterations.
+
+    Ignite closes a bar at the end of its epoch; a run that ends in an exception must pass
+    the returned bars to ``close_progress_bars``, or the bar is redrawn at exit, after the
+    message that says why the run stopped."""
     if idist.get_rank() != 0:
-        return
+        return []
+    bars = []
     if trainer is not None:
-        ProgressBar(persist=True, desc="train").attach(
+        bar = ProgressBar(persist=True, desc="train")
+        bar.attach(
             trainer,
             output_transform=lambda _: trainer.state.train_log,
             event_name=Events.ITERATION_COMPLETED(every=interval),
         )
+        bars.append(bar)
     if evaluator is not None:
-        ProgressBar(persist=False, desc="eval").attach(evaluator)
+        bar = ProgressBar(persist=False, desc="eval")
+        bar.attach(evaluator)
+        bars.append(bar)
+    return bars
+
+
+def close_progress_bars(bars: list[ProgressBar]) -> None:
+    for bar in bars:
+        if bar.pbar is not None:
+            bar.pbar.close()
+            bar.pbar = None
 
 
 def log_skipped_images(dataset) -> None:
