@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -58,12 +59,6 @@ squeezenet.SqueezeNet.__init__ = functools.partialmethod(
     squeezenet.SqueezeNet.__init__, dropout=0.0
 )
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def job_env(*python_path: Path, **extra: str) -> dict[str, str]:

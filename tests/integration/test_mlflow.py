@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -86,12 +86,6 @@ def artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
     for item in client.list_artifacts(run_id, path):
         found |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rest(url: str, body: dict | None = None) -> dict:
@@ -462,7 +456,11 @@ def test_killed_runs_end_killed_and_resume_continues_the_same_run(tiny_config, t
 
 def test_only_rank_zero_records_a_multi_process_run(tiny_config, tmp_path):
     options = ["--cfg-options", "mlflow.log_model=False", "mlflow.log_checkpoint=False"]
-    result = run(cli("train", tiny_config, "--nproc-per-node", "2", *options), tmp_path)
+    result = run(
+        cli("train", tiny_config, "--nproc-per-node", "2", *options),
+        tmp_path,
+        clean_env(PORT=str(free_port())),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (only,) = runs_of(client_for(tmp_path), "tiny")
     assert only.info.status == "FINISHED"

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import free_port
 
 from ignite_cls.data import DigitsDataset, FolderDataset
 
@@ -153,6 +154,7 @@ def test_digits_show_dir_every_interval_th_sample_same_metrics_any_process_count
                 "2",
             ],
             tmp_path,
+            env={"PORT": str(free_port())},
         )
     )
 
