@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ignite_cls.data import build_data
+from ignite_cls.data.loaders import stop_loader_workers
 from ignite_cls.data.transforms import build_transform
 from ignite_cls.engines import StepSettings, create_evaluator, make_train_step
 from ignite_cls.handlers.predictions import PredictionCollector
@@ -211,18 +212,23 @@ def run_benchmark(job: Job, steps: int, repeats: int, json_path: str | None) -> 
     pairs = {"data_img_s": lambda: _loader_rate(train_loader, steps, device)}
     if tv_loader is not None:
         pairs["torchvision_data_img_s"] = lambda: _loader_rate(tv_loader, steps, device)
-    figures |= _alternate(pairs, repeats)
-    figures |= _alternate({"model_img_s": model_step}, repeats)
     train_pair = {
         "train_img_s": lambda: engine_rate(trainer, train_loader, steps),
         "plain_train_img_s": plain_train,
     }
-    figures |= _alternate(train_pair, repeats)
     test_pair = {
         "test_img_s": lambda: engine_rate(evaluator, test_loader, test_steps),
         "plain_test_img_s": lambda: _plain_test(model, settings, test_loader, test_steps),
     }
-    figures |= _alternate(test_pair, repeats)
+    try:
+        figures |= _alternate(pairs, repeats)
+        figures |= _alternate({"model_img_s": model_step}, repeats)
+        figures |= _alternate(train_pair, repeats)
+        figures |= _alternate(test_pair, repeats)
+    finally:
+        stop_loader_workers(
+            loader for loader in (train_loader, test_loader, tv_loader) if loader is not None
+        )
     figures["help_s"] = _startup_seconds([sys.executable, "-m", "ignite_cls", "--help"])
     figures["import_torch_s"] = _startup_seconds([sys.executable, "-c", "import torch"])
     print(format_report(figures))

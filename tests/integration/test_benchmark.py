@@ -1,0 +1,76 @@
+"""`python -m ignite_cls benchmark` on real CIFAR-10 images: every figure the speed targets are
+judged by is measured, written to --json and reported with its ratio. Speeds themselves are
+not asserted here (they are the benchmark's output, not a test's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CIFAR_CONFIG = str(ROOT / "configs" / "resnet18_cifar10.py")
+FIGURES = [
+    "data_img_s",
+    "torchvision_data_img_s",
+    "model_img_s",
+    "train_img_s",
+    "plain_train_img_s",
+    "test_img_s",
+    "plain_test_img_s",
+    "help_s",
+    "import_torch_s",
+]
+RATIO_LABELS = ["training:", "test:", "data:", "start-up:"]
+
+
+def test_benchmark_measures_every_figure_and_ratio(cifar10_subset, tmp_path):
+    root = cifar10_subset(20, 10)
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ignite_cls",
+            "benchmark",
+            CIFAR_CONFIG,
+            "--steps",
+            "4",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+            "--cfg-options",
+            "model.arch=mobilenet_v3_small",
+            "model.cifar_stem=False",
+            f"data.train.root={root / 'train'}",
+            f"data.test.root={root / 'test'}",
+            "data.train.num_workers=1",
+            "data.test.num_workers=1",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert sorted(figures) == sorted(FIGURES)
+    assert all(value > 0 for value in figures.values()), figures
+    report = result.stdout.splitlines()
+    for name in FIGURES:
+        (row,) = [line for line in report if line.split()[:1] == [name]]
+        assert float(row.split()[1]) == pytest.approx(figures[name], abs=0.01)
+    ratios = {line.split(":")[0] + ":": line.split()[-1] for line in report if ":" in line}
+    assert sorted(ratios) == sorted(RATIO_LABELS)
+    train_ratio = figures["train_img_s"] / figures["plain_train_img_s"]
+    assert ratios["training:"] == f"{train_ratio:.3f}x"
+    # the work dir is not touched: a benchmark writes no checkpoints or runs
+    assert not list(tmp_path.rglob("*.pt")) and not (tmp_path / "runs").exists()
