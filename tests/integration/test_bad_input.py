@@ -21,8 +21,17 @@ CLASSES = ["circle", "square", "triangle"]
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m ignite_cls ARGS` on the CPU, without an MLflow run (test_mlflow.py covers
+    how a failed run is recorded)."""
     return subprocess.run(
-        [sys.executable, "-m", "ignite_cls", *map(str, args)],
+        [
+            sys.executable,
+            "-m",
+            "ignite_cls",
+            *map(str, args),
+            "--cfg-options",
+            "mlflow.enabled=False",
+        ],
         cwd=cwd,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env or {})},
         capture_output=True,
@@ -110,8 +119,30 @@ def test_malformed_cfg_options_item(tmp_path):
     assert "malformed --cfg-options item 'model.arch'" in line and "key=value" in line
 
 
-def test_missing_dataset_root(tmp_path):
-    missing = tmp_path / "no_such_folder"
+def _no_folder(root: Path) -> None:
+    pass
+
+
+def _empty_folder(root: Path) -> None:
+    root.mkdir()
+
+
+def _class_folder_without_images(root: Path) -> None:
+    (root / "cat").mkdir(parents=True)
+    (root / "cat" / "notes.txt").write_text("not an image")
+
+
+@pytest.mark.parametrize(
+    "make_root, message",
+    [
+        (_no_folder, "not found: {root}"),
+        (_empty_folder, "no class folders in {root}"),
+        (_class_folder_without_images, "no images in class folder(s) cat"),
+    ],
+)
+def test_dataset_root_without_images(make_root, message, tmp_path):
+    root = tmp_path / "data"
+    make_root(root)
     result = run_cli(
         "train",
         QUICKSTART,
@@ -119,44 +150,10 @@ def test_missing_dataset_root(tmp_path):
         "w",
         "--cfg-options",
         "data.train.type=folder",
-        f"data.train.root={missing}",
+        f"data.train.root={root}",
         cwd=tmp_path,
     )
-    line = error_line(result)
-    assert "not found" in line and str(missing) in line
-
-
-def test_empty_dataset_root(tmp_path):
-    (tmp_path / "empty").mkdir()
-    result = run_cli(
-        "train",
-        QUICKSTART,
-        "--work-dir",
-        "w",
-        "--cfg-options",
-        "data.train.type=folder",
-        "data.train.root=empty",
-        cwd=tmp_path,
-    )
-    line = error_line(result)
-    assert "no class folders in empty" in line
-
-
-def test_class_folder_without_images(tmp_path):
-    (tmp_path / "data" / "cat").mkdir(parents=True)
-    (tmp_path / "data" / "cat" / "notes.txt").write_text("not an image")
-    result = run_cli(
-        "train",
-        QUICKSTART,
-        "--work-dir",
-        "w",
-        "--cfg-options",
-        "data.train.type=folder",
-        "data.train.root=data",
-        cwd=tmp_path,
-    )
-    line = error_line(result)
-    assert "no images in class folder(s) cat" in line
+    assert message.format(root=root) in error_line(result)
 
 
 def test_missing_checkpoint(tmp_path):

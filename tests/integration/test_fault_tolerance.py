@@ -26,6 +26,7 @@ FAST = [
     "log.interval=2",
     "data.train.batch_size=64",
     "checkpoint.keep=2",
+    "mlflow.enabled=False",  # test_mlflow.py covers the runs of killed jobs
 ]
 
 

@@ -60,8 +60,11 @@ class Run:
         return json.loads(found.read_text())
 
 
-def run_cli(*args, cwd: Path, env: dict | None = None, timeout: float = 900) -> Run:
-    """`python -m ignite_cls ARGS` on the CPU (CUDA hidden), with the cache inside `cwd`."""
+def run_cli(
+    *args, cwd: Path, env: dict | None = None, tracked: bool = False, timeout: float = 900
+) -> Run:
+    """`python -m ignite_cls ARGS` on the CPU (CUDA hidden), with the cache inside `cwd`;
+    without an MLflow run unless `tracked` (test_mlflow.py covers the runs)."""
     full_env = {
         **os.environ,
         "CUDA_VISIBLE_DEVICES": "",
@@ -69,6 +72,8 @@ def run_cli(*args, cwd: Path, env: dict | None = None, timeout: float = 900) -> 
         **(env or {}),
     }
     argv = [str(a) for a in args]
+    if not tracked:
+        argv += ["--cfg-options", "mlflow.enabled=False"]
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "ignite_cls", *argv],
@@ -88,15 +93,18 @@ def ok(run: Run) -> Run:
     return run
 
 
-def train(config: str, cwd: Path, *options: str, resume: str | None = None) -> Run:
+def train(
+    config: str, cwd: Path, *options: str, resume: str | None = None, tracked: bool = False
+) -> Run:
     args = ["train", config, "--work-dir", "work"]
     if resume is not None:
         args += ["--resume", *([resume] if resume else [])]
-    return ok(run_cli(*args, "--cfg-options", *options, cwd=cwd))
+    return ok(run_cli(*args, "--cfg-options", *options, cwd=cwd, tracked=tracked))
 
 
-def run_test_command(config: str, checkpoint, cwd: Path, *args: str) -> Run:
-    return ok(run_cli("test", config, checkpoint, "--work-dir", "work", *args, cwd=cwd))
+def run_test_command(config: str, checkpoint, cwd: Path, *args: str, tracked: bool = False) -> Run:
+    command = ["test", config, checkpoint, "--work-dir", "work", *args]
+    return ok(run_cli(*command, cwd=cwd, tracked=tracked))
 
 
 def model_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -125,8 +133,8 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def quickstart_full(tmp_path_factory) -> Run:
-    """The quickstart exactly as a user runs it (its whole schedule)."""
-    return train(QUICKSTART, tmp_path_factory.mktemp("quickstart_full"))
+    """The quickstart exactly as a user runs it (its whole schedule, tracked)."""
+    return train(QUICKSTART, tmp_path_factory.mktemp("quickstart_full"), tracked=True)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +164,7 @@ def test_quickstart_learns_and_testing_its_best_checkpoint_repeats_the_best_vali
     (best,) = quickstart_full.work_dir.glob("best_*.pt")
     assert best.name == f"best_accuracy_top1_epoch_{best_epoch}.pt"
 
-    tested = run_test_command(QUICKSTART, best, tmp_path)
+    tested = run_test_command(QUICKSTART, best, tmp_path, tracked=True)
     top1 = tested.test_metrics()["accuracy/top1"]
     assert top1 >= 0.95
     assert top1 == pytest.approx(val[best_epoch], abs=5e-5)  # the log has 4 decimals
@@ -165,7 +173,9 @@ def test_quickstart_learns_and_testing_its_best_checkpoint_repeats_the_best_vali
 def test_quickstart_work_dir_holds_config_log_and_pruned_checkpoints(quickstart_full):
     work = quickstart_full.work_dir
     merged = load_config(work / "quickstart.py")
-    shown = run_cli("config", QUICKSTART, "--cfg-options", "work_dir=work", cwd=work.parent)
+    shown = run_cli(
+        "config", QUICKSTART, "--cfg-options", "work_dir=work", cwd=work.parent, tracked=True
+    )  # as the tracked run had it
     assert shown.result.returncode == 0, shown.result.stderr
     (work.parent / "shown.py").write_text(shown.result.stdout)
     assert merged == load_config(work.parent / "shown.py")
