@@ -9,8 +9,9 @@ Measured on the config's own model and data, in one process:
 - end-to-end test images/s through the evaluator (metrics, prediction collection) and a plain
   loop doing the same work;
 - start-up: ``python -m ignite_cls --help`` against ``python -c "import torch"``.
-Paired measurements alternate (A B A B ...) and report medians, so drift in the machine's
-speed hits both sides alike.
+Paired measurements alternate in A B B A order and report medians, so drift in the machine's
+speed hits both sides alike; the data pipeline, fast next to a training step, is measured for
+at least ``DATA_SECONDS`` each time.
 """
 
 from __future__ import annotations
@@ -64,19 +65,25 @@ class Clock:
         return self.images / (self._now() - self.start)
 
 
+DATA_SECONDS = 3.0
+
+
 def _alternate(pairs: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
-    results: dict[str, list[float]] = {name: [] for name in pairs}
-    for _ in range(repeats):
-        for name, measure in pairs.items():
-            results[name].append(measure())
+    names = list(pairs)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names if repeat % 2 == 0 else reversed(names):
+            results[name].append(pairs[name]())
     return {name: statistics.median(values) for name, values in results.items()}
 
 
 def _loader_rate(loader: DataLoader, steps: int, device: torch.device) -> float:
+    """Images/s over at least ``steps`` batches and ``DATA_SECONDS`` (or the whole loader)."""
     clock = Clock(device)
+    start = time.perf_counter()
     for i, batch in enumerate(loader):
         clock.step(len(batch[1]))
-        if i + 1 == steps:
+        if i + 1 >= steps and time.perf_counter() - start >= DATA_SECONDS:
             break
     return clock.rate()
 

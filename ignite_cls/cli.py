@@ -150,7 +150,7 @@ def benchmark(
 
     Args:
         config: the config file whose model and data are measured.
-        steps: batches per measurement.
+        steps: batches per measurement (the data pipeline runs for at least 3 s too).
         repeats: alternating repeats of each paired measurement (medians are reported).
         json: also write the figures to this JSON file.
         cfg_options: config overrides as key=value items; applied last.
