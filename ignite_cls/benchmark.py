@@ -68,13 +68,21 @@ class Clock:
 DATA_SECONDS = 3.0
 
 
-def _alternate(pairs: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+def _alternate(
+    pairs: dict[str, Callable[[], float]], repeats: int, ratio: str | None = None
+) -> dict[str, float]:
+    """The median of each measurement; with ``ratio``, also the median over the repeats of
+    first / second, each taken from two measurements made next to each other."""
     names = list(pairs)
     results: dict[str, list[float]] = {name: [] for name in names}
     for repeat in range(repeats):
         for name in names if repeat % 2 == 0 else reversed(names):
             results[name].append(pairs[name]())
-    return {name: statistics.median(values) for name, values in results.items()}
+    figures = {name: statistics.median(values) for name, values in results.items()}
+    if ratio is not None and len(names) == 2:
+        first, second = results[names[0]], results[names[1]]
+        figures[ratio] = statistics.median(a / b for a, b in zip(first, second, strict=True))
+    return figures
 
 
 def _loader_rate(loader: DataLoader, steps: int, device: torch.device) -> float:
@@ -228,33 +236,32 @@ def run_benchmark(job: Job, steps: int, repeats: int, json_path: str | None) -> 
         "plain_test_img_s": lambda: _plain_test(model, settings, test_loader, test_steps),
     }
     try:
-        figures |= _alternate(pairs, repeats)
+        figures |= _alternate(pairs, repeats, "data_ratio")
         figures |= _alternate({"model_img_s": model_step}, repeats)
-        figures |= _alternate(train_pair, repeats)
-        figures |= _alternate(test_pair, repeats)
+        figures |= _alternate(train_pair, repeats, "train_ratio")
+        figures |= _alternate(test_pair, repeats, "test_ratio")
     finally:
         stop_loader_workers(
             loader for loader in (train_loader, test_loader, tv_loader) if loader is not None
         )
     figures["help_s"] = _startup_seconds([sys.executable, "-m", "ignite_cls", "--help"])
     figures["import_torch_s"] = _startup_seconds([sys.executable, "-c", "import torch"])
+    figures["startup_ratio"] = figures["import_torch_s"] / figures["help_s"]
     print(format_report(figures))
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
     return figures
 
 
-RATIOS = (
-    ("train_img_s", "plain_train_img_s", "training: ignite_cls / plain loop"),
-    ("test_img_s", "plain_test_img_s", "test: ignite_cls / plain loop"),
-    ("data_img_s", "torchvision_data_img_s", "data: ignite_cls / ImageFolder+PIL"),
-    ("import_torch_s", "help_s", "start-up: import torch / --help"),
-)
+RATIOS = {
+    "train_ratio": "training: ignite_cls / plain loop",
+    "test_ratio": "test: ignite_cls / plain loop",
+    "data_ratio": "data: ignite_cls / ImageFolder+PIL",
+    "startup_ratio": "start-up: import torch / --help",
+}
 
 
 def format_report(figures: dict[str, float]) -> str:
-    rows = [f"{name:<24} {value:>12.2f}" for name, value in figures.items()]
-    for top, bottom, label in RATIOS:
-        if top in figures and bottom in figures:
-            rows.append(f"{label:<40} {figures[top] / figures[bottom]:.3f}x")
+    rows = [f"{name:<24} {value:>12.2f}" for name, value in figures.items() if name not in RATIOS]
+    rows += [f"{label:<40} {figures[key]:.3f}x" for key, label in RATIOS.items() if key in figures]
     return "\n".join(rows)
