@@ -320,9 +320,10 @@ def test_slurm_test_script_matches_one_process(
 
 
 # ------------------------------------------------------------------- resume, lr scaling
-def test_torchrun_resumes(tmp_path, spawned_training):
-    work_dir = copy_work_dir(spawned_training[0], tmp_path / "work")
-    cmd = torchrun(
+def resume_args(work_dir: Path, max_epochs: int) -> list:
+    """``train`` arguments that resume the 2-process SqueezeNet run copied into ``work_dir``
+    (from ``spawned_training``) and train it on to ``max_epochs``."""
+    return [
         "train",
         QUICKSTART,
         "--work-dir",
@@ -332,10 +333,13 @@ def test_torchrun_resumes(tmp_path, spawned_training):
         "--cfg-options",
         *SQUEEZENET,
         "data.train.batch_size=32",
-        "schedule.max_epochs=2",
-        "--launcher",
-        "pytorch",
-    )
+        f"schedule.max_epochs={max_epochs}",
+    ]
+
+
+def test_torchrun_resumes(tmp_path, spawned_training):
+    work_dir = copy_work_dir(spawned_training[0], tmp_path / "work")
+    cmd = torchrun(*resume_args(work_dir, max_epochs=2), "--launcher", "pytorch")
     output = run(cmd, tmp_path, job_env())
     assert output.count("train: squeezenet1_1 on cpu x2") == 1
     assert_resumed_to_epoch_2(output, work_dir)
@@ -344,16 +348,7 @@ def test_torchrun_resumes(tmp_path, spawned_training):
 def test_slurm_train_script_resumes_on_fake_gpus(tmp_path, slurm_cluster, spawned_training):
     work_dir = copy_work_dir(spawned_training[0], tmp_path / "work")
     cmd = slurm_script(
-        "train.sh",
-        slurm_cluster,
-        QUICKSTART,
-        work_dir,
-        "--no-validate",
-        "--resume",
-        "--cfg-options",
-        *SQUEEZENET,
-        "data.train.batch_size=32",
-        "schedule.max_epochs=2",
+        "train.sh", slurm_cluster, QUICKSTART, *resume_args(work_dir, max_epochs=2)[3:]
     )
     output = run(cmd, tmp_path, slurm_env(gpus_per_node=2))
     assert "--gres=gpu:2" in output and "--ntasks-per-node=2" in output
@@ -467,18 +462,7 @@ DEATH_REPORTS = {
 
 def launched_training(launch: str, request, work_dir: Path) -> tuple[list[str], dict[str, str]]:
     """A 2-process training command of ``launch`` that resumes from epoch 1 and would run long."""
-    args = [
-        "train",
-        QUICKSTART,
-        "--work-dir",
-        work_dir,
-        "--no-validate",
-        "--resume",
-        "--cfg-options",
-        *SQUEEZENET,
-        "data.train.batch_size=32",
-        "schedule.max_epochs=40",
-    ]
+    args = resume_args(work_dir, max_epochs=40)
     if launch == "spawn":
         return cli(*args, "--nproc-per-node", 2), job_env()
     if launch == "torchrun":
