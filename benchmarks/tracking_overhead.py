@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = re.compile(r"^(\S+ \S+) DEBUG epoch (\d+) iter (\d+):")
 EPOCH_DONE = re.compile(r"^\S+ \S+ INFO epoch (\d+)/\d+ done in ([\d.]+)s")
-IN_LOOP = ("_on_iteration", "_on_epoch")
+IN_LOOP = ("_on_record", "_on_validated", "_on_epoch", "_on_epoch_started")
 ONE_OFF = ("start", "_on_completed")
 CIFAR_CONFIG = """
 model = dict(arch="resnet18", num_classes=10)
@@ -88,7 +88,7 @@ def extract_cifar(archive: Path, dest: Path, per_class_train: int, per_class_tes
 def child(argv: list[str], timings_file: Path) -> None:
     """Run ``ignite_cls`` with ``argv`` here, timing the tracker's handlers into a JSON file."""
     from ignite_cls.__main__ import main
-    from ignite_cls.handlers.tracking import TrainTracker
+    from ignite_cls.tracking.training import TrainTracker
 
     spent = dict.fromkeys(IN_LOOP + ONE_OFF, 0.0)
 

@@ -30,8 +30,8 @@ from ignite.engine import Events
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ignite_cls.compat import stop_loader_workers
 from ignite_cls.data import build_data
-from ignite_cls.data.loaders import stop_loader_workers
 from ignite_cls.data.transforms import build_transform
 from ignite_cls.engines import StepSettings, create_evaluator, make_train_step
 from ignite_cls.handlers.predictions import PredictionCollector
@@ -180,7 +180,7 @@ def run_benchmark(job: Job, steps: int, repeats: int, json_path: str | None) -> 
     num_classes = cfg["model"]["num_classes"] or len(train_set.classes)
     model = build_model(cfg["model"], num_classes).to(device)
     settings = StepSettings.from_config(cfg, device)
-    training = build_trainer(cfg, model, train_loader, settings, 1, "(benchmark)")
+    training = build_trainer(cfg, model, train_loader, settings, 1, console=None)
     trainer, batch_size = training.trainer, cfg["data"]["train"]["batch_size"]
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg["loss"]["label_smoothing"])
 

@@ -1,5 +1,8 @@
 """The commands, as python-fire sees them: flags with one-line help, nothing heavy imported.
 
+Every flag sets one config key (``FLAG_KEYS``, the README's flag table); the code that acts
+on a flag reads that key, so ``grep`` for the key finds the effect.
+
 python-fire binds each extra word to the next free parameter, so
 ``--cfg-options a=1 b=2`` would silently put ``b=2`` into another flag. ``gather_cfg_options``
 rewrites argv first so that every item after ``--cfg-options`` (up to the next flag) travels
@@ -11,6 +14,25 @@ from __future__ import annotations
 from typing import Any
 
 CFG_OPTIONS_FLAGS = ("--cfg-options", "--cfg_options")
+
+# flag -> the config key it sets. A switch sets True (no_validate: False); `--resume` alone
+# sets "auto". `--cfg-options` items are applied after these and win.
+FLAG_KEYS = {
+    "work_dir": "work_dir",
+    "resume": "resume",
+    "amp": "amp.enabled",
+    "no_validate": "schedule.validate",
+    "auto_scale_lr": "auto_scale_lr.enable",
+    "launcher": "launcher",
+    "nproc_per_node": "nproc_per_node",
+    "out": "test.out",
+    "out_item": "test.out_item",
+    "show_dir": "test.show_dir",
+    "show": "test.show",
+    "interval": "test.interval",
+    "wait_time": "test.wait_time",
+}
+INVERTED_SWITCHES = {"no_validate"}
 
 
 def gather_cfg_options(argv: list[str]) -> list[str]:
@@ -39,11 +61,29 @@ def gather_cfg_options(argv: list[str]) -> list[str]:
     return out
 
 
+def flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
+    """The config keys the given flags set (flags left at None/False set nothing)."""
+    overrides: dict[str, Any] = {}
+    for name, value in flags.items():
+        if value is None or value is False:
+            continue
+        if name in INVERTED_SWITCHES:
+            value = not value
+        elif name == "resume" and value is True:
+            value = "auto"
+        overrides[FLAG_KEYS[name]] = value
+    return overrides
+
+
 def _run(command: str, config: str, flags: dict[str, Any], cfg_options, checkpoint=None) -> None:
+    """Build the job, create its MLflow store (once, before any worker), start the workers."""
     from ignite_cls.job import make_job
     from ignite_cls.launch import launch
+    from ignite_cls.tracking.store import prepare_store
 
-    launch(make_job(command, config, flags, cfg_options, checkpoint))
+    job = make_job(command, config, flags, flag_overrides(flags), cfg_options, checkpoint)
+    prepare_store(job)
+    launch(job)
 
 
 def train(
@@ -136,7 +176,7 @@ def config(config: str, cfg_options: list[str] | None = None) -> None:
     from ignite_cls.config import format_config
     from ignite_cls.job import make_job
 
-    print(format_config(make_job("config", config, {}, cfg_options).cfg), end="")
+    print(format_config(make_job("config", config, {}, {}, cfg_options).cfg), end="")
 
 
 def benchmark(
@@ -158,7 +198,7 @@ def benchmark(
     from ignite_cls.benchmark import run_benchmark
     from ignite_cls.job import make_job
 
-    run_benchmark(make_job("benchmark", config, {}, cfg_options), steps, repeats, json)
+    run_benchmark(make_job("benchmark", config, {}, {}, cfg_options), steps, repeats, json)
 
 
 COMMANDS = {"train": train, "test": test, "config": config, "benchmark": benchmark}

@@ -1,9 +1,13 @@
-"""Ignite engines: the training step, the evaluation step and the classification metrics.
+"""Ignite engines: the training step, the evaluation step, the trainer's own events and the
+classification metrics.
 
 Images arrive from the loaders as uint8 tensors; they are moved to the device without
 blocking, turned into floats and normalised there (cheaper than doing it per sample on the
 CPU). The training step returns the loss as a tensor still on the device, so nothing forces
 a host-device synchronisation per iteration: handlers read it only when they log it.
+
+Accuracy, precision, recall and F1 are in percent (94.82), as MMPretrain, timm and
+torchvision's references report them; the loss is as computed.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, EventEnum
 from ignite.metrics import (
     Accuracy,
     ConfusionMatrix,
@@ -24,7 +28,16 @@ from ignite.metrics import (
 )
 from torch import nn
 
+from ignite_cls.config import setting
 from ignite_cls.errors import UserError
+
+
+class TrainEvents(EventEnum):
+    """Events fired on the trainer by the handlers that produce what other handlers record:
+    a new training record (``TrainingLog.record``) and fresh validation metrics."""
+
+    RECORDED = "train_recorded"
+    VALIDATED = "validated"
 
 
 @dataclass
@@ -39,25 +52,33 @@ class StepSettings:
 
     @classmethod
     def from_config(cls, cfg: dict, device: torch.device) -> StepSettings:
-        amp = cfg["amp"]
+        """``--amp`` (``amp.enabled``) takes effect here: autocast to ``amp.dtype`` (float16
+        on CUDA, bfloat16 on the CPU by default) and, for float16, a grad scaler."""
         amp_dtype = None
-        if amp["enabled"]:
-            name = amp["dtype"] or ("float16" if device.type == "cuda" else "bfloat16")
+        if setting(cfg, "amp.enabled"):
+            default = "float16" if device.type == "cuda" else "bfloat16"
+            name = setting(cfg, "amp.dtype") or default
             if name not in ("float16", "bfloat16"):
                 raise UserError(f"amp.dtype must be float16 or bfloat16, got '{name}'")
             amp_dtype = getattr(torch, name)
         shape = (1, -1, 1, 1)
         return cls(
             device=device,
-            mean=torch.tensor(cfg["data"]["mean"], device=device).view(shape),
-            std=torch.tensor(cfg["data"]["std"], device=device).view(shape),
+            mean=torch.tensor(setting(cfg, "data.mean"), device=device).view(shape),
+            std=torch.tensor(setting(cfg, "data.std"), device=device).view(shape),
             amp_dtype=amp_dtype,
-            channels_last=cfg["model"]["channels_last"],
+            channels_last=setting(cfg, "model.channels_last"),
         )
 
     @property
     def amp_mode(self) -> str:
         return "off" if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", "")
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """float16 needs loss scaling (its range is small); bfloat16 and float32 do not."""
+        if self.amp_dtype != torch.float16:
+            return None
+        return torch.amp.GradScaler(self.device.type)
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(
@@ -109,8 +130,11 @@ def create_trainer(
     settings: StepSettings,
     scaler: torch.amp.GradScaler | None,
 ) -> Engine:
-    """The training engine; its output is the batch loss as a device tensor."""
-    return Engine(make_train_step(model, optimizer, criterion, settings, scaler))
+    """The training engine, with ``TrainEvents`` registered; its output is the batch loss as
+    a device tensor."""
+    trainer = Engine(make_train_step(model, optimizer, criterion, settings, scaler))
+    trainer.register_events(*TrainEvents)
+    return trainer
 
 
 def create_evaluator(model: nn.Module, settings: StepSettings, num_classes: int) -> Engine:
@@ -136,29 +160,36 @@ def _pred_and_label(output: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def build_metrics(num_classes: int, device: torch.device) -> dict:
-    """``accuracy/top1``, ``accuracy/top5`` (5+ classes), macro ``precision``/``recall``/``f1``,
-    ``loss``, the confusion matrix and per-class precision and recall."""
+    """``accuracy/top1``, ``accuracy/top5`` (5+ classes), macro ``precision``/``recall``/``f1``
+    (all in percent), ``loss``, the confusion matrix and per-class precision and recall
+    (fractions, per class)."""
     kw = dict(output_transform=_pred_and_label, device=device)
     per_class_precision = Precision(average=False, **kw)
     per_class_recall = Recall(average=False, **kw)
     metrics = {
-        "accuracy/top1": Accuracy(**kw),
-        "precision": Precision(average="macro", **kw),
-        "recall": Recall(average="macro", **kw),
-        "f1": Fbeta(1.0, precision=per_class_precision, recall=per_class_recall),
+        "accuracy/top1": Accuracy(**kw) * 100,
+        "precision": Precision(average="macro", **kw) * 100,
+        "recall": Recall(average="macro", **kw) * 100,
+        "f1": Fbeta(1.0, precision=per_class_precision, recall=per_class_recall) * 100,
         "loss": Loss(nn.CrossEntropyLoss(), **kw),
         "confusion_matrix": ConfusionMatrix(num_classes, **kw),
         "per_class/precision": per_class_precision,
         "per_class/recall": per_class_recall,
     }
     if num_classes >= 5:
-        metrics["accuracy/top5"] = TopKCategoricalAccuracy(5, **kw)
+        metrics["accuracy/top5"] = TopKCategoricalAccuracy(5, **kw) * 100
     return metrics
 
 
 SCALAR_METRICS = ("accuracy/top1", "accuracy/top5", "precision", "recall", "f1", "loss")
+PERCENT_METRICS = frozenset(SCALAR_METRICS) - {"loss"}
 
 
 def scalar_metrics(metrics: dict) -> dict[str, float]:
     """The one-number metrics of an evaluator run, as plain floats, in a fixed order."""
     return {name: float(metrics[name]) for name in SCALAR_METRICS if name in metrics}
+
+
+def format_metric(name: str, value: float) -> str:
+    """Percentages with two decimals (94.82), the loss with four."""
+    return f"{value:.2f}" if name in PERCENT_METRICS else f"{value:.4f}"

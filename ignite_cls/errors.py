@@ -1,8 +1,19 @@
-"""The one exception type for mistakes a user can make (bad config, bad data, bad flags).
+"""The exceptions that end a command on purpose, and how the process reports them.
 
-The entry point turns it into a one-line message and exit code 2; anything else is a bug
-and keeps its traceback.
+A ``UserError`` is a problem the user can fix (bad config, bad data, bad flags): one line,
+exit code 2. ``Interrupted`` is a clean stop on a signal: 128 + the signal number, as
+schedulers expect. Anything else is a bug and keeps its traceback. The entry point and the
+spawned workers both end through ``report``, so the messages and codes are the same however
+the process was started. Stdlib only: the light CLI imports it.
 """
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+DEBUG_VARIABLE = "IGNITE_CLS_DEBUG"  # =1: raise instead of printing one line
 
 
 class UserError(Exception):
@@ -14,8 +25,6 @@ class Interrupted(Exception):
     with 128 + the signal number so schedulers see it did not finish."""
 
     def __init__(self, signum: int, iteration: int, checkpoint: str | None):
-        import signal
-
         self.signum = signum
         self.iteration = iteration
         self.checkpoint = checkpoint
@@ -24,3 +33,38 @@ class Interrupted(Exception):
         super().__init__(
             f"stopped by {name} at iteration {iteration}; {saved}; continue with --resume"
         )
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line.
+
+    An error re-raised from a DataLoader worker carries the worker's traceback, ending with
+    ``module.Type: message``: that last line, without its type, is the message. Any other
+    multi-line message (MLflow, torch.load) is represented by its first line.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if any("Traceback (most recent call last)" in line for line in lines):
+        prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+        return lines[-1].removeprefix(prefix)
+    return lines[0]
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE) == "1"
+
+
+def report(error: BaseException) -> int | None:
+    """Print the one line that ends a command stopped by ``error`` and return its exit code;
+    None when ``error`` is not such a stop (a bug, or a user error while debugging)."""
+    if isinstance(error, UserError) and not debugging():
+        message, code = f"error: {one_line(error)}", 2
+    elif isinstance(error, Interrupted):
+        message, code = f"interrupted: {error}", 128 + error.signum
+    elif isinstance(error, KeyboardInterrupt):
+        message, code = "interrupted", 128 + signal.SIGINT
+    else:
+        return None
+    print(message, file=sys.stderr, flush=True)
+    return code

@@ -1,8 +1,8 @@
 """What one command runs: the merged config plus the command and flags it came from.
 
-Each CLI flag becomes one config override; ``--cfg-options`` apply last, over every flag.
-Kept free of heavy imports: the CLI builds the job before torch is loaded, so flag and
-config mistakes are reported at once.
+The CLI turns its flags into config overrides (``cli.FLAG_KEYS``); ``--cfg-options`` apply
+last, over every flag. Kept free of heavy imports: the CLI builds the job before torch is
+loaded, so flag and config mistakes are reported at once.
 """
 
 from __future__ import annotations
@@ -13,14 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ignite_cls.config import (
-    apply_options,
-    check_config,
-    load_config,
-    parse_cfg_options,
-    with_defaults,
-)
+from ignite_cls.config import check_config, load_config, with_defaults
 from ignite_cls.errors import UserError
+from ignite_cls.launchers import launch_mode, launching_rank
+from ignite_cls.overrides import apply_options, parse_cfg_options
 
 OUT_FORMATS = {".pkl": "pickle", ".pickle": "pickle", ".json": "json", ".csv": "csv"}
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
@@ -37,6 +33,8 @@ class Job:
     cfg: dict
     flags: dict[str, Any] = field(default_factory=dict)  # as given on the command line
     checkpoint: str | None = None  # test only
+    launcher: str = "none"  # how the processes start: none | spawn | pytorch | slurm | mpi
+    rank: int = 0  # this process's rank as its launcher program set it (0 before a spawn)
 
     @property
     def config_stem(self) -> str:
@@ -47,50 +45,21 @@ class Job:
         return Path(self.cfg["work_dir"])
 
 
-def flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
-    """The config keys the given CLI flags set (flags left at None/False set nothing)."""
-    mapping = {
-        "work_dir": "work_dir",
-        "resume": "resume",
-        "launcher": "launcher",
-        "nproc_per_node": "nproc_per_node",
-        "out": "test.out",
-        "out_item": "test.out_item",
-        "show_dir": "test.show_dir",
-        "show": "test.show",
-        "interval": "test.interval",
-        "wait_time": "test.wait_time",
-    }
-    switches = {
-        "amp": ("amp.enabled", True),
-        "no_validate": ("schedule.validate", False),
-        "auto_scale_lr": ("auto_scale_lr.enable", True),
-    }
-    overrides: dict[str, Any] = {}
-    for name, value in flags.items():
-        if value is None or value is False:
-            continue
-        if name in switches:
-            key, setting = switches[name]
-            overrides[key] = setting
-        elif name in mapping:
-            overrides[mapping[name]] = "auto" if (name == "resume" and value is True) else value
-    return overrides
-
-
 def make_job(
     command: str,
     config: str,
     flags: dict[str, Any],
+    overrides: dict[str, Any],
     cfg_options: list[str] | str | None,
     checkpoint: str | None = None,
 ) -> Job:
-    """Load the config, apply flags then ``--cfg-options``, fill defaults and validate."""
+    """Load the config, apply the flags' ``overrides`` then ``--cfg-options``, fill defaults,
+    validate, and resolve how the processes start."""
     if isinstance(cfg_options, str):
         cfg_options = [cfg_options]
     options = parse_cfg_options([str(item) for item in cfg_options or []])
     cfg = with_defaults(load_config(config))
-    cfg = apply_options(cfg, flag_overrides(flags))
+    cfg = apply_options(cfg, overrides)
     cfg = apply_options(cfg, options)
     for warning in check_config(cfg, typos_are_errors=command != "config"):
         logger.warning(f"warning: {warning}")
@@ -104,7 +73,13 @@ def make_job(
     if command == "test":
         check_test_outputs(cfg["test"])
     return Job(
-        command=command, config_path=str(config), cfg=cfg, flags=flags, checkpoint=checkpoint
+        command=command,
+        config_path=str(config),
+        cfg=cfg,
+        flags=flags,
+        checkpoint=checkpoint,
+        launcher=launch_mode(cfg["launcher"], cfg["nproc_per_node"]),
+        rank=launching_rank(),
     )
 
 

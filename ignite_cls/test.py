@@ -8,21 +8,18 @@ import time
 import ignite.distributed as idist
 
 from ignite_cls.checkpoint_io import load_checkpoint
+from ignite_cls.compat import stop_loader_workers
+from ignite_cls.config import setting
 from ignite_cls.data import build_data
-from ignite_cls.data.loaders import stop_loader_workers
-from ignite_cls.engines import StepSettings, create_evaluator, scalar_metrics
+from ignite_cls.engines import StepSettings, create_evaluator, format_metric, scalar_metrics
 from ignite_cls.errors import UserError
 from ignite_cls.handlers.predictions import PredictionCollector, write_metrics, write_predictions
-from ignite_cls.handlers.progress import (
-    attach_progress_bars,
-    close_progress_bars,
-    log_skipped_images,
-    setup_logging,
-)
-from ignite_cls.handlers.tracking import TestTracker
-from ignite_cls.handlers.visualize import attach_visualizer, require_display, write_mistakes_grid
+from ignite_cls.handlers.progress import ConsoleProgress, log_skipped_images, setup_logging
+from ignite_cls.handlers.visualize import attach_visualizer, write_mistakes_grid
 from ignite_cls.job import Job
 from ignite_cls.models import build_model, load_weights
+from ignite_cls.tracking.testing import TestTracker
+from ignite_cls.visualize.windows import require_display
 
 
 def run_testing(job: Job) -> None:
@@ -38,7 +35,7 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
         work_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d_%H%M%S")
     logger = setup_logging(work_dir / f"test_{stamp}.log")
-    if cfg["test"]["show"]:
+    if setting(cfg, "test.show"):
         require_display()  # on every rank: fail before loading anything
 
     checkpoint = load_checkpoint(job.checkpoint)
@@ -55,7 +52,7 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
             f"checkpoint classes ({len(trained_classes)}: {', '.join(trained_classes[:4])}, ...) "
             f"do not match the test data's ({len(classes)}: {', '.join(classes[:4])}, ...)"
         )
-    num_classes = cfg["model"]["num_classes"] or len(classes)
+    num_classes = setting(cfg, "model.num_classes") or len(classes)
     model = build_model({**cfg["model"], "pretrained": None}, num_classes)
     load_weights(model, state, job.checkpoint)
     model = idist.auto_model(model)
@@ -65,12 +62,13 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
     collector = PredictionCollector()
     collector.attach(evaluator)
     visualizer = attach_visualizer(evaluator, collector, test_set, classes, cfg["test"])
-    bars = attach_progress_bars(None, evaluator, 1)
+    console = ConsoleProgress()
+    console.watch_evaluation(evaluator, setting(cfg, "data.test.batch_size") * world_size)
     logger.info(f"test: {job.checkpoint} on {len(test_set)} images, {device} x{world_size}")
     try:
         evaluator.run(test_loader)
     finally:
-        close_progress_bars(bars)
+        console.close()
         stop_loader_workers([test_loader])
     log_skipped_images(test_set)
 
@@ -83,7 +81,7 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
     if grid is not None:
         logger.info(f"wrote the most confident mistakes to {grid}")
         tracker.log_artifact(grid, "plots")
-    out, item = cfg["test"]["out"], cfg["test"]["out_item"] or "pred"
+    out, item = setting(cfg, "test.out"), setting(cfg, "test.out_item") or "pred"
     if out and item == "metrics":
         write_metrics(out, metrics)
     elif out:
@@ -96,7 +94,8 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
 
 
 def format_table(metrics: dict[str, float]) -> str:
+    """The metrics as a titled table (accuracy-like metrics in percent)."""
     width = max(len(name) for name in metrics)
-    rows = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
-    rows += [f"{name:<{width}}  {value:.4f}" for name, value in metrics.items()]
+    rows = ["test metrics:", f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
+    rows += [f"{name:<{width}}  {format_metric(name, value)}" for name, value in metrics.items()]
     return "\n".join(rows)

@@ -1,7 +1,6 @@
 """DataLoaders for training (sharded, reshuffled per epoch, resumable) and evaluation."""
 
 import signal
-from collections.abc import Iterable
 
 import cv2
 import torch
@@ -61,13 +60,3 @@ def build_loader(
         worker_init_fn=_init_worker if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
     )
-
-
-def stop_loader_workers(loaders: Iterable[DataLoader]) -> None:
-    """Shut the loaders' persistent worker processes down now. They ignore SIGTERM (the main
-    process decides how to stop), so multiprocessing's exit handler, which terminates them
-    and then joins them, would wait for them forever."""
-    for loader in loaders:
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()

@@ -5,12 +5,14 @@ Periodic files are named by training progress (``epoch_3.pt``, mid-epoch
 validation metric is ``best_<metric>_epoch_<n>.pt``. Each holds the model, optimizer, LR
 scheduler, trainer state, grad scaler, RNG states, class names, the config and the MLflow
 run id; both checkpointers' own lists travel too, so pruning carries on after a resume.
+``--resume`` (the ``resume`` key) is read here, by ``resume_training``.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,32 +20,37 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver, global_step_from_engine
+from ignite.handlers import Checkpoint, global_step_from_engine
+from ignite.handlers.checkpoint import BaseSaveHandler
 
 from ignite_cls.checkpoint_io import load_checkpoint, periodic_checkpoints, save_checkpoint
+from ignite_cls.config import setting
 from ignite_cls.errors import UserError
 
 logger = logging.getLogger("ignite_cls")
 
 
-class DurableSaver(DiskSaver):
-    """DiskSaver whose writes are fsynced before the atomic rename (survives power loss).
+class DurableSaver(BaseSaveHandler):
+    """Saves on rank 0, atomically and durably (temp file, fsync, rename: survives a kill or
+    a power loss).
 
     Ignite's Checkpoint removes the oldest file *before* writing the new one; here removals
     wait until the new file is safely written, so a failed save (disk full, kill) never
     leaves fewer good checkpoints than before.
     """
 
-    def __init__(self, dirname: str | Path):
-        super().__init__(dirname, atomic=True, require_empty=False)
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
         self._pending_removals: list[str] = []
+        if idist.get_rank() == 0:
+            self.folder.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, checkpoint: dict, filename: str, metadata: dict | None = None) -> None:
-        if idist.get_rank() == self.save_on_rank:
-            save_checkpoint(checkpoint, self.dirname / filename)
+        if idist.get_rank() == 0:
+            save_checkpoint(checkpoint, self.folder / filename)
             for old in self._pending_removals:
                 if old != filename:
-                    (self.dirname / old).unlink(missing_ok=True)
+                    (self.folder / old).unlink(missing_ok=True)
         self._pending_removals.clear()
 
     def remove(self, filename: str) -> None:
@@ -88,27 +95,42 @@ class RunState:
         random.setstate((3, tuple(int(v) for v in rng["python"]), None))
 
 
-def _progress_name(engine: Engine, event: Any) -> str:
-    if event == Events.EPOCH_COMPLETED:
-        return f"epoch_{engine.state.epoch}"
-    return f"epoch_{engine.state.epoch}_iter_{engine.state.iteration}"
+def _progress_name(engine: Engine, _: Any) -> str:
+    """``epoch_<n>`` at the end of an epoch, else ``epoch_<n>_iter_<i>``: by the trainer's
+    progress, not by the event (handlers fire events of their own in between)."""
+    state = engine.state
+    if state.iteration % state.epoch_length == 0:
+        return f"epoch_{state.epoch}"
+    return f"epoch_{state.epoch}_iter_{state.iteration}"
+
+
+def last_checkpoint_path(checkpointer: Checkpoint | None) -> Path | None:
+    """Where ``checkpointer`` wrote its newest file (None before it wrote one)."""
+    if checkpointer is None or checkpointer.last_checkpoint is None:
+        return None
+    return checkpointer.save_handler.folder / checkpointer.last_checkpoint
+
+
+@dataclass
+class Checkpointers:
+    """The attached checkpointers, and every object a checkpoint holds (``objects``: what
+    the caller gave, plus the best checkpointer's own state so its ranking survives resume)."""
+
+    periodic: Checkpoint
+    best: Checkpoint | None
+    objects: dict[str, Any]
 
 
 def attach_checkpoints(
-    trainer: Engine,
-    evaluator: Engine | None,
-    to_save: dict[str, Any],
-    work_dir: Path,
-    checkpoint_cfg: dict,
-    max_epochs: int,
-) -> dict[str, Checkpoint]:
-    """Attach the periodic and (with an evaluator and ``save_best``) the best checkpointers.
-
-    Returns them by name ("periodic", "best"); the best one is also added to ``to_save``.
-    """
-    saver = DurableSaver(work_dir)
-    checkpointers: dict[str, Checkpoint] = {}
-    metric = checkpoint_cfg["save_best"]
+    trainer: Engine, evaluator: Engine | None, to_save: dict[str, Any], cfg: dict
+) -> Checkpointers:
+    """Attach the periodic checkpointer (``checkpoint.interval`` epochs, ``interval_iters``
+    iterations, the last epoch) and, with an evaluator and ``checkpoint.save_best``, the best
+    one, both into the work dir."""
+    saver = DurableSaver(setting(cfg, "work_dir"))
+    objects = dict(to_save)
+    metric = setting(cfg, "checkpoint.save_best")
+    best = None
     if evaluator is not None and metric:
         best = Checkpoint(
             dict(to_save),
@@ -120,32 +142,43 @@ def attach_checkpoints(
             filename_pattern="best_{score_name}_epoch_{global_step}.{ext}",
         )
         evaluator.add_event_handler(Events.COMPLETED, best)
-        to_save["best_checkpointer"] = best
-        checkpointers["best"] = best
+        objects["best_checkpointer"] = best
 
     periodic = Checkpoint(
-        to_save,
+        objects,
         saver,
         score_function=lambda engine: engine.state.iteration,
-        n_saved=checkpoint_cfg["keep"],
+        n_saved=setting(cfg, "checkpoint.keep"),
         global_step_transform=_progress_name,
         filename_pattern="{global_step}.{ext}",
         include_self=True,
     )
-    interval = checkpoint_cfg["interval"]
+    interval = setting(cfg, "checkpoint.interval")
+    max_epochs = setting(cfg, "schedule.max_epochs")
     trainer.add_event_handler(
         Events.EPOCH_COMPLETED(event_filter=lambda _, e: e % interval == 0 or e == max_epochs),
         periodic,
     )
-    every = checkpoint_cfg["interval_iters"]
+    every = setting(cfg, "checkpoint.interval_iters")
     if every:
 
         def mid_epoch(engine: Engine, iteration: int) -> bool:
             return iteration % every == 0 and iteration % engine.state.epoch_length != 0
 
         trainer.add_event_handler(Events.ITERATION_COMPLETED(event_filter=mid_epoch), periodic)
-    checkpointers["periodic"] = periodic
-    return checkpointers
+    # include_self saves the periodic one's own state under "checkpointer"
+    return Checkpointers(periodic, best, {**objects, "checkpointer": periodic})
+
+
+def resume_training(cfg: dict, objects: dict[str, Any]) -> str | None:
+    """With ``--resume`` (the ``resume`` key): load every object's state from the checkpoint
+    it names (``auto``: the work dir's most progressed one); the source, or None."""
+    resume = setting(cfg, "resume")
+    if not resume:
+        return None
+    checkpoint, source = load_resume_checkpoint(resume, Path(setting(cfg, "work_dir")))
+    restore(objects, checkpoint, source)
+    return source
 
 
 def load_resume_checkpoint(resume: str | bool, work_dir: Path) -> tuple[dict, str]:

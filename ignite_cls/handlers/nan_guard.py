@@ -15,8 +15,11 @@ from ignite_cls.errors import UserError
 
 
 class NanGuard:
-    def __init__(self, checkpoint_hint: str):
+    def __init__(self, checkpoint_hint: str, amp: bool):
         self.checkpoint_hint = checkpoint_hint
+        self.advice = "try a lower optimizer.lr"
+        if amp:
+            self.advice += ", or train without --amp (--cfg-options amp.enabled=False)"
         self.first_bad: torch.Tensor | None = None
 
     def attach(self, trainer: Engine, check_events: list) -> None:
@@ -38,6 +41,5 @@ class NanGuard:
             return
         raise UserError(
             f"loss became non-finite (nan or inf) at iteration {int(self.first_bad)}: training "
-            f"stopped; the last good checkpoint is kept in {self.checkpoint_hint} "
-            "(try a lower optimizer.lr or --amp off)"
+            f"stopped; the last good checkpoint is kept in {self.checkpoint_hint} ({self.advice})"
         )

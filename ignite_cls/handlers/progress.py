@@ -1,28 +1,42 @@
-"""What a person watches: the log file, loss/lr/throughput records and tqdm progress bars.
+"""What a person watches: the log file, the training records, progress on the console.
 
-Only rank 0 prints and writes; the loss is read (one host-device sync) only every
-``log.interval`` iterations.
+Every ``log.interval`` iterations the ``TrainingLog`` makes a record (loss averaged over the
+processes, lr, images/s over all processes), writes it to the log file and fires
+``TrainEvents.RECORDED`` for the handlers that keep it (tracking). On a terminal, progress
+is a tqdm bar with ETA (Ignite's ProgressBar); into a file (a Slurm ``.out`` file, nohup,
+CI) it is plain whole lines, at most one per ``log.interval`` iterations and per
+``LINE_SECONDS``, with images/s and ETA, since carriage-return redraws make such files
+unreadable. Only rank 0 prints and writes; the loss is read (one host-device sync) only
+every ``log.interval`` iterations.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
 
+from ignite_cls.compat import close_progress_bar
+from ignite_cls.engines import TrainEvents
+
 LOGGER_NAME = "ignite_cls"
+LINE_SECONDS = 5.0  # plain progress lines: at most one per this many seconds
+
+logger = logging.getLogger(LOGGER_NAME)
 
 
 def setup_logging(log_file: Path | None) -> logging.Logger:
     """The project logger: INFO to stderr, everything (with iteration records) to ``log_file``;
     warnings only off rank 0."""
-    logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
     logger.propagate = False
     if idist.get_rank() != 0:
@@ -41,86 +55,148 @@ def setup_logging(log_file: Path | None) -> logging.Logger:
     return logger
 
 
-def attach_training_log(
-    trainer: Engine, optimizer: torch.optim.Optimizer, interval: int, images_per_iter: int
-) -> None:
-    """Every ``interval`` iterations set ``trainer.state.train_log`` = loss (averaged over
-    the processes), lr, throughput (images/s over all processes) and write it to the log.
-    Other handlers attached to the same event after this one (progress bar, tracking) read
-    it from there."""
-    logger = logging.getLogger(LOGGER_NAME)
-    last = {"time": time.perf_counter(), "iteration": 0}
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
 
-    @trainer.on(Events.EPOCH_STARTED)
-    def _reset_clock(engine: Engine) -> None:
-        last.update(time=time.perf_counter(), iteration=engine.state.iteration)
 
-    @trainer.on(Events.ITERATION_COMPLETED(every=interval))
-    def _record(engine: Engine) -> None:
+class TrainingLog:
+    """The training records: ``record`` holds the latest (loss, lr, throughput) once
+    ``TrainEvents.RECORDED`` has fired."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, interval: int, images_per_iter: int):
+        self.optimizer = optimizer
+        self.interval = interval
+        self.images_per_iter = images_per_iter
+        self.record: dict[str, float] = {}
+        self._since = (time.perf_counter(), 0)  # clock and iteration of the last record
+
+    def attach(self, trainer: Engine, console: ConsoleProgress | None) -> None:
+        """Make records on ``trainer`` and show them on ``console``."""
+        trainer.add_event_handler(Events.EPOCH_STARTED, self._reset_clock)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self._record)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._log_epoch)
+        if console is not None:
+            console.watch_training(trainer, self)
+
+    def _reset_clock(self, engine: Engine) -> None:
+        self._since = (time.perf_counter(), engine.state.iteration)
+
+    def _record(self, engine: Engine) -> None:
         # the mean over every process's batch, as one process with the whole batch would log
         loss = (idist.all_reduce(engine.state.output.clone()) / idist.get_world_size()).item()
         now = time.perf_counter()
-        steps = engine.state.iteration - last["iteration"]
-        throughput = steps * images_per_iter / max(now - last["time"], 1e-9)
-        last.update(time=now, iteration=engine.state.iteration)
-        engine.state.train_log = {
-            "loss": loss,
-            "lr": optimizer.param_groups[0]["lr"],
-            "throughput": throughput,
-        }
+        then, iteration = self._since
+        steps = engine.state.iteration - iteration
+        throughput = steps * self.images_per_iter / max(now - then, 1e-9)
+        self._since = (now, engine.state.iteration)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.record = {"loss": loss, "lr": lr, "throughput": throughput}
         logger.debug(
             f"epoch {engine.state.epoch} iter {engine.state.iteration}: loss {loss:.4f} "
-            f"lr {engine.state.train_log['lr']:.3g} {throughput:.0f} img/s"
+            f"lr {lr:.3g} {throughput:.0f} img/s"
         )
+        engine.fire_event(TrainEvents.RECORDED)
 
-    @trainer.on(Events.EPOCH_COMPLETED)
-    def _log_epoch(engine: Engine) -> None:
-        record = getattr(engine.state, "train_log", {})
+    def _log_epoch(self, engine: Engine) -> None:
         seconds = engine.state.times["EPOCH_COMPLETED"] or 0.0
-        details = " ".join(f"{k} {v:.4g}" for k, v in record.items())
+        details = " ".join(f"{k} {v:.4g}" for k, v in self.record.items())
         logger.info(
             f"epoch {engine.state.epoch}/{engine.state.max_epochs} done in {seconds:.1f}s {details}"
         )
 
 
-def attach_progress_bars(
-    trainer: Engine | None, evaluator: Engine | None, interval: int
-) -> list[ProgressBar]:
-    """tqdm bars with ETA (rank 0 only): training updated every ``interval`` iterations.
+class ConsoleProgress:
+    """Rank 0's progress on stderr: tqdm bars on a terminal, plain lines elsewhere.
 
-    Ignite closes a bar at the end of its epoch; a run that ends in an exception must pass
-    the returned bars to ``close_progress_bars``, or the bar is redrawn at exit, after the
-    message that says why the run stopped."""
-    if idist.get_rank() != 0:
-        return []
-    bars = []
-    if trainer is not None:
-        bar = ProgressBar(persist=True, desc="train")
-        bar.attach(
-            trainer,
-            output_transform=lambda _: trainer.state.train_log,
-            event_name=Events.ITERATION_COMPLETED(every=interval),
-        )
-        bars.append(bar)
-    if evaluator is not None:
-        bar = ProgressBar(persist=False, desc="eval")
-        bar.attach(evaluator)
-        bars.append(bar)
-    return bars
+    ``close`` ends the bars: Ignite closes a bar at the end of its epoch, and a run that
+    ends in an exception would have tqdm redraw it at exit, after the message that says why
+    the run stopped."""
+
+    def __init__(self, terminal: bool | None = None):
+        self.active = idist.get_rank() == 0
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.bars: list[ProgressBar] = []
+        self._last_line = -math.inf  # the first line is printed at once
+
+    def watch_training(self, trainer: Engine, training_log: TrainingLog) -> None:
+        """Called by ``TrainingLog.attach``: the bar updates on the event its record is made
+        on, after it (Ignite's bars take built-in events only)."""
+        if not self.active:
+            return
+        if self.terminal:
+            bar = ProgressBar(persist=True, desc="train")
+            bar.attach(
+                trainer,
+                output_transform=lambda _: training_log.record,
+                event_name=Events.ITERATION_COMPLETED(every=training_log.interval),
+            )
+            self.bars.append(bar)
+            return
+
+        clock = self._clock(trainer)
+
+        def line(engine: Engine) -> None:
+            state = engine.state
+            done_in_epoch = (state.iteration - 1) % state.epoch_length + 1
+            elapsed = time.perf_counter() - clock["start"]
+            total = state.epoch_length * state.max_epochs
+            done = state.iteration - clock["first_iteration"]
+            eta = elapsed / max(done, 1) * (total - state.iteration)
+            record = training_log.record
+            self._print(
+                f"train epoch {state.epoch}/{state.max_epochs} "
+                f"iter {done_in_epoch}/{state.epoch_length}: loss {record['loss']:.4f} "
+                f"lr {record['lr']:.3g} {record['throughput']:.0f} img/s "
+                f"elapsed {_clock(elapsed)} eta {_clock(eta)}"
+            )
+
+        trainer.add_event_handler(TrainEvents.RECORDED, line)
+
+    def watch_evaluation(self, evaluator: Engine, images_per_iter: int) -> None:
+        if not self.active:
+            return
+        if self.terminal:
+            bar = ProgressBar(persist=False, desc="eval")
+            bar.attach(evaluator)
+            self.bars.append(bar)
+            return
+        clock = self._clock(evaluator)
+
+        def line(engine: Engine) -> None:
+            done, total = engine.state.iteration, engine.state.epoch_length
+            elapsed = time.perf_counter() - clock["start"]
+            rate = done * images_per_iter / max(elapsed, 1e-9)
+            eta = elapsed / done * (total - done)
+            self._print(
+                f"eval {done}/{total}: {rate:.0f} img/s elapsed {_clock(elapsed)} eta {_clock(eta)}"
+            )
+
+        evaluator.add_event_handler(Events.ITERATION_COMPLETED, line)
+
+    def _clock(self, engine: Engine) -> dict[str, float]:
+        """When ``engine``'s run started and at which iteration (a resumed run starts late)."""
+        clock = {"start": time.perf_counter(), "first_iteration": 0}
+
+        def start(engine: Engine) -> None:
+            clock.update(start=time.perf_counter(), first_iteration=engine.state.iteration)
+
+        engine.add_event_handler(Events.STARTED, start)
+        return clock
+
+    def _print(self, text: str) -> None:
+        now = time.perf_counter()
+        if now - self._last_line >= LINE_SECONDS:
+            self._last_line = now
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        for bar in self.bars:
+            close_progress_bar(bar)
 
 
-def close_progress_bars(bars: list[ProgressBar]) -> None:
-    for bar in bars:
-        if bar.pbar is not None:
-            bar.pbar.close()
-            bar.pbar = None
-
-
-def log_skipped_images(dataset) -> None:
+def log_skipped_images(dataset: Any) -> None:
     """With ``data.skip_bad_images``: say how many unreadable images were left out."""
     count = getattr(dataset, "skipped_count", 0)
     if count:
         examples = ", ".join(dataset.skipped_names[:3])
-        logging.getLogger(LOGGER_NAME).warning(
-            f"skipped {count} unreadable image(s) (data.skip_bad_images): {examples}"
-        )
+        logger.warning(f"skipped {count} unreadable image(s) (data.skip_bad_images): {examples}")

@@ -1,4 +1,5 @@
-"""Validation during training: run the evaluator every ``schedule.val_interval`` epochs."""
+"""Validation during training: run the evaluator every ``schedule.val_interval`` epochs and
+after the last one, log the metrics and fire ``TrainEvents.VALIDATED`` on the trainer."""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ import logging
 from ignite.engine import Engine, Events
 from torch.utils.data import DataLoader
 
-from ignite_cls.engines import scalar_metrics
+from ignite_cls.config import setting
+from ignite_cls.engines import TrainEvents, format_metric, scalar_metrics
 
 logger = logging.getLogger("ignite_cls")
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    return "  ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+    return "  ".join(f"{name} {format_metric(name, value)}" for name, value in metrics.items())
 
 
-def attach_validation(
-    trainer: Engine, evaluator: Engine, loader: DataLoader, interval: int, max_epochs: int
-) -> None:
-    """Validate every ``interval`` epochs and after the last one; results land in
-    ``trainer.state.val_metrics`` (scalar metrics) and the log."""
+def attach_validation(trainer: Engine, evaluator: Engine, loader: DataLoader, cfg: dict) -> None:
+    """Handlers of ``TrainEvents.VALIDATED`` find the results in ``evaluator.state.metrics``."""
+    interval = setting(cfg, "schedule.val_interval")
+    max_epochs = setting(cfg, "schedule.max_epochs")
 
     def due(_: Engine, epoch: int) -> bool:
         return epoch % interval == 0 or epoch == max_epochs
@@ -28,5 +29,6 @@ def attach_validation(
     @trainer.on(Events.EPOCH_COMPLETED(event_filter=due))
     def validate(engine: Engine) -> None:
         evaluator.run(loader)
-        engine.state.val_metrics = scalar_metrics(evaluator.state.metrics)
-        logger.info(f"epoch {engine.state.epoch} val: {format_metrics(engine.state.val_metrics)}")
+        metrics = scalar_metrics(evaluator.state.metrics)
+        logger.info(f"epoch {engine.state.epoch} val: {format_metrics(metrics)}")
+        engine.fire_event(TrainEvents.VALIDATED)

@@ -4,52 +4,16 @@ most stop before any training."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers import QUICKSTART, error_line, run_cli
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = str(ROOT / "configs" / "quickstart.py")
 CLASSES = ["circle", "square", "triangle"]
-
-
-def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m ignite_cls ARGS` on the CPU, without an MLflow run (test_mlflow.py covers
-    how a failed run is recorded)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ignite_cls",
-            *map(str, args),
-            "--cfg-options",
-            "mlflow.enabled=False",
-        ],
-        cwd=cwd,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
-    """The one `error:` line of a failed run (asserting there is exactly one, last, and no
-    traceback)."""
-    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-3000:]
-    assert lines[-1] == errors[0], "the error is the last thing printed"
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

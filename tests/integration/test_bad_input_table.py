@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import QUICKSTART, error_line, run_cli
 
 from . import test_bad_input as shared
 
-QUICKSTART, error_line, run_cli = shared.QUICKSTART, shared.error_line, shared.run_cli
 # the tiny folder dataset, its config and a checkpoint trained on it (module fixtures)
 tiny_folder, tiny_config, tiny_checkpoint = (
     shared.tiny_folder,

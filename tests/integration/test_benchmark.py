@@ -5,12 +5,10 @@ not asserted here (they are the benchmark's output, not a test's)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -34,31 +32,23 @@ RATIOS["startup_ratio"] = "start-up:"
 def test_benchmark_measures_every_figure_and_ratio(cifar10_subset, tmp_path):
     root = cifar10_subset(20, 10)
     out = tmp_path / "figures.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ignite_cls",
-            "benchmark",
-            CIFAR_CONFIG,
-            "--steps",
-            "4",
-            "--repeats",
-            "1",
-            "--json",
-            str(out),
-            "--cfg-options",
-            "model.arch=mobilenet_v3_small",
-            "model.cifar_stem=False",
-            f"data.train.root={root / 'train'}",
-            f"data.test.root={root / 'test'}",
-            "data.train.num_workers=1",
-            "data.test.num_workers=1",
-        ],
+    result = run_cli(
+        "benchmark",
+        CIFAR_CONFIG,
+        "--steps",
+        "4",
+        "--repeats",
+        "1",
+        "--json",
+        out,
+        "--cfg-options",
+        "model.arch=mobilenet_v3_small",
+        "model.cifar_stem=False",
+        f"data.train.root={root / 'train'}",
+        f"data.test.root={root / 'test'}",
+        "data.train.num_workers=1",
+        "data.test.num_workers=1",
         cwd=tmp_path,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -29,12 +29,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import free_port
+from helpers import QUICKSTART, cli, cpu_env, free_port, model_weights
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = str(ROOT / "configs" / "quickstart.py")
 PYTHON = sys.executable
 JOB_MARK = "IGNITE_CLS_TEST_JOB"  # in the environment of every process of one launched job
 STEPS = 22  # training iterations per epoch: 1437 digits // 64 (1 process) or // 2 // 32
@@ -65,19 +64,8 @@ def job_env(*python_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a launched job: CPU only, one thread per process (2 processes
     share 2 cores), a free rendezvous port, a mark to find its processes by."""
     paths = [*map(str, python_path), str(ROOT)]
-    return {
-        **os.environ,
-        "CUDA_VISIBLE_DEVICES": "",
-        "OMP_NUM_THREADS": "1",
-        "PORT": str(free_port()),
-        "PYTHONPATH": os.pathsep.join(paths),
-        JOB_MARK: uuid.uuid4().hex,
-        **extra,
-    }
-
-
-def cli(*args: object) -> list[str]:
-    return [PYTHON, "-m", "ignite_cls", *map(str, args)]
+    own = {"OMP_NUM_THREADS": "1", "PORT": str(free_port()), "PYTHONPATH": os.pathsep.join(paths)}
+    return cpu_env(**{**own, JOB_MARK: uuid.uuid4().hex, **extra})
 
 
 def torchrun(*args: object) -> list[str]:
@@ -105,10 +93,6 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     output = result.stdout.decode(errors="replace")
     assert result.returncode == 0, output[-4000:]
     return output
-
-
-def model_weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
 def read_results(work_dir: Path, out: Path) -> tuple[dict, list[dict]]:

@@ -7,17 +7,15 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import QUICKSTART, cli, cpu_env, model_weights, run_cli
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = str(ROOT / "configs" / "quickstart.py")
 # Small and fast, with dropout (mobilenet's head) so RNG state matters, and BN.
 FAST = [
     "model.arch=mobilenet_v3_small",
@@ -30,33 +28,18 @@ FAST = [
 ]
 
 
-def cli(*args: str, **kwargs) -> list[str]:
-    return [sys.executable, "-m", "ignite_cls", *args]
-
-
-def train_cmd(work_dir: Path, *options: str, resume: str | None = None) -> list[str]:
-    cmd = cli("train", QUICKSTART, "--work-dir", str(work_dir))
+def train_args(work_dir: Path, *options: str, resume: str | None = None) -> list[str]:
+    args = ["train", QUICKSTART, "--work-dir", str(work_dir)]
     if resume is not None:
-        cmd += ["--resume"] + ([resume] if resume else [])
-    return cmd + ["--cfg-options", *FAST, *options]
+        args += ["--resume"] + ([resume] if resume else [])
+    return args + ["--cfg-options", *FAST, *options]
 
 
-def run(cmd: list[str], cwd: Path, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **kwargs.pop("env", {})}
-    return subprocess.run(
-        cmd,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
+def start(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
+    """The command started in the background on the CPU, stderr readable."""
+    return subprocess.Popen(
+        cli(*args), cwd=cwd, env=cpu_env(), stdout=subprocess.DEVNULL, text=True, **kwargs
     )
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
 def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -71,7 +54,7 @@ def reference(tmp_path_factory) -> Path:
     Its mid-epoch checkpoints (every 3 iterations, all kept) change nothing in training."""
     folder = tmp_path_factory.mktemp("reference")
     options = ["checkpoint.interval_iters=3", "checkpoint.keep=50"]
-    result = run(train_cmd(folder / "work", *options), folder)
+    result = run_cli(*train_args(folder / "work", *options), cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder / "work" / "epoch_2.pt"
 
@@ -79,10 +62,10 @@ def reference(tmp_path_factory) -> Path:
 def test_resume_from_mid_epoch_checkpoint_is_bit_exact(reference, tmp_path):
     mid = reference.parent / "epoch_1_iter_9.pt"
     assert mid.is_file(), sorted(p.name for p in reference.parent.iterdir())
-    resumed = run(train_cmd(tmp_path / "work", resume=str(mid)), tmp_path)
+    resumed = run_cli(*train_args(tmp_path / "work", resume=str(mid)), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "iteration 9 done" in resumed.stderr
-    assert_identical(weights(reference), weights(tmp_path / "work" / "epoch_2.pt"))
+    assert_identical(model_weights(reference), model_weights(tmp_path / "work" / "epoch_2.pt"))
 
 
 def _log(work: Path) -> str:
@@ -109,14 +92,8 @@ def test_kill_loop_resumes_to_identical_weights(reference, tmp_path):
         has_checkpoint = any(work.glob("epoch_*.pt"))
         resumes += has_checkpoint
         records = _log(work).count(" iter ")
-        proc = subprocess.Popen(
-            train_cmd(work, *options, resume="" if has_checkpoint else None),
-            cwd=tmp_path,
-            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        args = train_args(work, *options, resume="" if has_checkpoint else None)
+        proc = start(args, tmp_path, stderr=subprocess.PIPE)
         if kills < 10:
             # two iterations into this run (so a checkpoint was written), then a random moment
             _wait_for_log(work, proc, " iter ", records + 2)
@@ -130,7 +107,7 @@ def test_kill_loop_resumes_to_identical_weights(reference, tmp_path):
         assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
     assert kills == 10 and resumes >= 10
     assert proc.returncode == 0, stderr[-3000:]
-    assert_identical(weights(reference), weights(work / "epoch_2.pt"))
+    assert_identical(model_weights(reference), model_weights(work / "epoch_2.pt"))
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -138,14 +115,7 @@ def test_signal_writes_checkpoint_and_resume_finishes_identically(
     reference, tmp_path, signum, code
 ):
     work = tmp_path / "work"
-    proc = subprocess.Popen(
-        train_cmd(work),
-        cwd=tmp_path,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(train_args(work), tmp_path, stderr=subprocess.PIPE)
     _wait_for_log(work, proc, "train: ", 1)
     time.sleep(3.0)
     proc.send_signal(signum)
@@ -155,26 +125,20 @@ def test_signal_writes_checkpoint_and_resume_finishes_identically(
     assert message.startswith("interrupted: stopped by " + signal.Signals(signum).name), message
     saved = sorted(work.glob("epoch_*_iter_*.pt")) + sorted(work.glob("epoch_1.pt"))
     assert saved, "no checkpoint written on the signal"
-    resumed = run(train_cmd(work, resume=""), tmp_path)
+    resumed = run_cli(*train_args(work, resume=""), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_identical(weights(reference), weights(work / "epoch_2.pt"))
+    assert_identical(model_weights(reference), model_weights(work / "epoch_2.pt"))
 
 
 def test_second_job_on_same_work_dir_refuses_and_dead_lock_is_free(tmp_path):
     work = tmp_path / "work"
-    first = subprocess.Popen(
-        train_cmd(work, "schedule.max_epochs=5"),
-        cwd=tmp_path,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = start(train_args(work, "schedule.max_epochs=5"), tmp_path, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (work / ".lock").exists():
             time.sleep(0.2)
         time.sleep(0.5)
-        second = run(train_cmd(work), tmp_path, timeout=120)
+        second = run_cli(*train_args(work), cwd=tmp_path, timeout=120)
         assert second.returncode == 2
         assert (
             second.stderr.strip()
@@ -186,11 +150,12 @@ def test_second_job_on_same_work_dir_refuses_and_dead_lock_is_free(tmp_path):
     finally:
         first.kill()
         first.wait()
-    third = run(train_cmd(work, "schedule.max_epochs=1"), tmp_path)
+    third = run_cli(*train_args(work, "schedule.max_epochs=1"), cwd=tmp_path)
     assert third.returncode == 0, third.stderr[-3000:]
 
 
-def test_nan_loss_stops_with_iteration_and_keeps_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("amp", [False, True])
+def test_nan_loss_stops_with_iteration_and_keeps_last_good_checkpoint(tmp_path, amp):
     work = tmp_path / "work"
     explode_in_epoch_2 = [
         "schedule.warmup_epochs=0",
@@ -198,14 +163,17 @@ def test_nan_loss_stops_with_iteration_and_keeps_last_good_checkpoint(tmp_path):
         "schedule.lr_policy.milestones=[1]",
         "schedule.lr_policy.gamma=1e30",
     ]
-    result = run(train_cmd(work, *explode_in_epoch_2), tmp_path)
+    args = train_args(work, *explode_in_epoch_2)
+    result = run_cli(*args, *(["--amp"] if amp else []), cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: loss became non-finite (nan or inf) at iteration "), line
     iteration = int(line.split("at iteration ")[1].split(":")[0])
     assert 22 < iteration <= 44  # in epoch 2 (22 iterations per epoch at batch 64)
+    advice = "(try a lower optimizer.lr, or train without --amp (--cfg-options amp.enabled=False))"
+    assert line.endswith(advice if amp else "(try a lower optimizer.lr)"), line
     assert sorted(p.name for p in work.glob("epoch_*.pt")) == ["epoch_1.pt"]
-    kept = weights(work / "epoch_1.pt")
+    kept = model_weights(work / "epoch_1.pt")
     assert all(torch.isfinite(t).all() for t in kept.values() if t.is_floating_point())
 
 
@@ -219,14 +187,8 @@ def test_disk_full_keeps_previous_checkpoint_and_names_the_place(tmp_path):
     try:
         work = mount / "work"
         filler = mount / "filler"
-        result = subprocess.Popen(
-            train_cmd(work, "schedule.max_epochs=2", "checkpoint.keep=5"),
-            cwd=tmp_path,
-            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        args = train_args(work, "schedule.max_epochs=2", "checkpoint.keep=5")
+        result = start(args, tmp_path, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not (work / "epoch_1.pt").exists():
             time.sleep(0.1)
@@ -240,6 +202,6 @@ def test_disk_full_keeps_previous_checkpoint_and_names_the_place(tmp_path):
         assert str(work) in line
         assert sorted(p.name for p in work.glob("*.pt")) == ["epoch_1.pt"]
         assert not list(work.glob(".*.tmp"))
-        weights(work / "epoch_1.pt")  # still loads
+        model_weights(work / "epoch_1.pt")  # still loads
     finally:
         subprocess.run(["umount", str(mount)])

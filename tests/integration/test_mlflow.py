@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import free_port
+from helpers import cli, cpu_env, free_port, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -44,23 +44,6 @@ optimizer = dict(type="SGD", lr=0.01, momentum=0.9)
 schedule = dict(max_epochs=1)
 log = dict(interval=1)
 """
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any tracking URI (MLflow's default store applies)."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return {**env, "CUDA_VISIBLE_DEVICES": "", **extra}
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ignite_cls", *map(str, args)]
-
-
-def run(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        cmd, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=900
-    )
-    return result
 
 
 def client_for(folder: Path, db_name: str = "mlflow.db"):
@@ -115,7 +98,7 @@ def mlflow_service(args: list[str], cwd: Path, log: Path) -> Iterator[str]:
     cmd = [*MLFLOW_CLI, *args, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, env=clean_env(), stdout=out, stderr=subprocess.STDOUT,
+            cmd, cwd=cwd, env=cpu_env(), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -158,35 +141,49 @@ def tiny_config(cifar10_subset, tmp_path_factory) -> Path:
 
 
 def test_store_choice_params_and_status_rules(tmp_path, monkeypatch):
-    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from ignite_cls.errors import Interrupted
-    from ignite_cls.handlers import tracking
+    from ignite_cls.tracking.records import PARAM_KEY_LIMIT, PARAM_VALUE_LIMIT, param_entries
+    from ignite_cls.tracking.run import run_status
+    from ignite_cls.tracking.store import resolve_tracking_uri, view_hint
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = {"mlflow": {"tracking_uri": None}}
-    assert tracking.resolve_tracking_uri(cfg) == (f"sqlite:///{tmp_path}/mlflow.db", "default")
+    assert resolve_tracking_uri(cfg) == (f"sqlite:///{tmp_path}/mlflow.db", "default")
     (tmp_path / "mlruns" / "0").mkdir(parents=True)
     (tmp_path / "mlruns" / "0" / "meta.yaml").write_text("name: Default\n")
-    assert tracking.resolve_tracking_uri(cfg) == (f"sqlite:///{tmp_path}/mlflow.db", "fallback")
+    assert resolve_tracking_uri(cfg) == (f"sqlite:///{tmp_path}/mlflow.db", "fallback")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.resolve_tracking_uri(cfg) == ("http://127.0.0.1:5999", "env")
+    assert resolve_tracking_uri(cfg) == ("http://127.0.0.1:5999", "env")
     cfg["mlflow"]["tracking_uri"] = "sqlite:///elsewhere.db"
-    assert tracking.resolve_tracking_uri(cfg) == ("sqlite:///elsewhere.db", "config")
-    assert tracking.view_hint("sqlite:///elsewhere.db", "config") == (
+    assert resolve_tracking_uri(cfg) == ("sqlite:///elsewhere.db", "config")
+    assert view_hint("sqlite:///elsewhere.db", "config") == (
         "mlflow ui --backend-store-uri sqlite:///elsewhere.db"
     )
 
-    entries = tracking.param_entries({"data.pipeline": "x" * 10_000, "a b(c)": [1, 2], "n": None})
-    assert len(entries["data.pipeline"]) == MAX_PARAM_VAL_LENGTH
+    long_key = "k" * (PARAM_KEY_LIMIT + 50)
+    entries = param_entries({"data.pipeline": "x" * 10_000, "a b(c)": [1, 2], long_key: None})
+    assert len(entries["data.pipeline"]) == PARAM_VALUE_LIMIT
     assert entries["data.pipeline"].endswith("...")
-    assert entries["a b_c_"] == "[1, 2]" and entries["n"] == "None"
+    assert entries["a b_c_"] == "[1, 2]" and entries["k" * PARAM_KEY_LIMIT] == "None"
+    # the limits are MLflow's own: a real store takes them, rejects a longer key and cuts a
+    # longer value to the same length (with a warning of its own, which ours avoids)
+    client = MlflowClient(f"sqlite:///{tmp_path}/limits.db")
+    run_id = client.create_run(client.create_experiment("limits")).info.run_id
+    for key, value in entries.items():
+        client.log_param(run_id, key, value)
+    client.log_param(run_id, "too_long", "x" * (PARAM_VALUE_LIMIT + 1))
+    assert len(client.get_run(run_id).data.params["too_long"]) == PARAM_VALUE_LIMIT
+    with pytest.raises(MlflowException):
+        client.log_param(run_id, "k" * (PARAM_KEY_LIMIT + 1), "x")
 
-    assert tracking.run_status(None) == "FINISHED"
-    assert tracking.run_status(ValueError("bad")) == "FAILED"
-    assert tracking.run_status(KeyboardInterrupt()) == "KILLED"
-    assert tracking.run_status(Interrupted(15, 7, None)) == "KILLED"
+    assert run_status(None) == "FINISHED"
+    assert run_status(ValueError("bad")) == "FAILED"
+    assert run_status(KeyboardInterrupt()) == "KILLED"
+    assert run_status(Interrupted(15, 7, None)) == "KILLED"
 
 
 # ---------------------------------------------------------------- the default store
@@ -205,13 +202,14 @@ def quickstart(tmp_path_factory) -> dict:
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
     ).stdout.strip()
-    train = run(
-        cli("train", QUICKSTART, "--work-dir", "work", "--cfg-options", "schedule.max_epochs=2"),
-        folder,
-    )
+    train = run_cli(
+        "train", QUICKSTART, "--work-dir", "work", "--cfg-options", "schedule.max_epochs=2",
+        cwd=folder, tracked=True,
+    )  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
     best = next((folder / "work").glob("best_*.pt"))
-    test = run(cli("test", QUICKSTART, best, "--work-dir", "work", "--out", "preds.json"), folder)
+    args = ["test", QUICKSTART, best, "--work-dir", "work", "--out", "preds.json"]
+    test = run_cli(*args, cwd=folder, tracked=True)
     assert test.returncode == 0, test.stderr[-3000:]
     client = client_for(folder)
     runs = {r.data.tags["ignite_cls.command"]: r for r in runs_of(client, "quickstart")}
@@ -269,7 +267,7 @@ def test_train_run_metrics_are_batched_histories(quickstart):
     for key in {"train/epoch_time"} | VAL_METRICS:
         assert steps(client, run_id, key) == [1, 2], key
     accuracy = [m.value for m in client.get_metric_history(run_id, "val/accuracy/top1")]
-    assert all(0.0 <= a <= 1.0 for a in accuracy) and accuracy[-1] > 0.5
+    assert all(0.0 <= a <= 100.0 for a in accuracy) and accuracy[-1] > 50.0  # percent
 
 
 def test_train_run_artifacts_and_dataset(quickstart):
@@ -347,6 +345,8 @@ def test_test_run_records_checkpoint_metrics_and_tables(quickstart):
     assert rows[0] == ["class", "precision", "recall", "f1", "support"]
     assert [r[0] for r in rows[1:]] == [str(i) for i in range(10)]
     assert sum(int(r[4]) for r in rows[1:]) == int(params["dataset.test.size"])
+    recalls = [float(r[2]) for r in rows[1:]]  # percent, like the test metrics
+    assert sum(recalls) / len(recalls) == pytest.approx(written["recall"], abs=1e-3)
 
 
 def test_plain_mlflow_ui_in_the_training_folder_lists_the_runs(quickstart, tmp_path):
@@ -369,7 +369,8 @@ def test_runs_reach_a_tracking_server_through_the_environment(tiny_config, tmp_p
     args += ["--artifacts-destination", str(server / "artifacts")]
     with mlflow_service(args, server, tmp_path / "server.log") as url:
         options = ["--cfg-options", "schedule.max_epochs=2"]
-        result = run(cli("train", tiny_config, *options), work, clean_env(MLFLOW_TRACKING_URI=url))
+        env = {"MLFLOW_TRACKING_URI": url}
+        result = run_cli("train", tiny_config, *options, cwd=work, env=env, tracked=True)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"view with: {url}" in result.stderr
         (found,) = rest_runs(url, "tiny")
@@ -399,7 +400,7 @@ def test_killed_runs_end_killed_and_resume_continues_the_same_run(tiny_config, t
         with open(tmp_path / f"{name}.err", "w") as err:
             procs[name] = subprocess.Popen(
                 cli("train", tiny_config, "--work-dir", name, *long), cwd=tmp_path,
-                env=clean_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                env=cpu_env(), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
             )  # fmt: skip
     try:
 
@@ -430,10 +431,9 @@ def test_killed_runs_end_killed_and_resume_continues_the_same_run(tiny_config, t
     stopped = re.search(r"at iteration (\d+)", (tmp_path / "term.err").read_text())
     assert stopped, (tmp_path / "term.err").read_text()[-2000:]
     epochs = int(stopped.group(1)) // 5 + 1  # 5 iterations an epoch: finish the stopped one
-    resumed = run(
-        cli("train", tiny_config, "--work-dir", "term", "--resume", "--cfg-options",
-            f"schedule.max_epochs={epochs}"),
-        tmp_path,
+    resumed = run_cli(
+        "train", tiny_config, "--work-dir", "term", "--resume", "--cfg-options",
+        f"schedule.max_epochs={epochs}", cwd=tmp_path, tracked=True,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "continuing run" in resumed.stderr
@@ -456,11 +456,10 @@ def test_killed_runs_end_killed_and_resume_continues_the_same_run(tiny_config, t
 
 def test_only_rank_zero_records_a_multi_process_run(tiny_config, tmp_path):
     options = ["--cfg-options", "mlflow.log_model=False", "mlflow.log_checkpoint=False"]
-    result = run(
-        cli("train", tiny_config, "--nproc-per-node", "2", *options),
-        tmp_path,
-        clean_env(PORT=str(free_port())),
-    )
+    result = run_cli(
+        "train", tiny_config, "--nproc-per-node", "2", *options,
+        cwd=tmp_path, env={"PORT": str(free_port())}, tracked=True,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (only,) = runs_of(client_for(tmp_path), "tiny")
     assert only.info.status == "FINISHED"
@@ -477,7 +476,7 @@ def test_a_run_that_raises_ends_failed(cifar10_subset, tiny_config, tmp_path):
     broken.write_bytes(b"not an image")
     config = tmp_path / "tiny.py"
     config.write_text(tiny_config.read_text().replace(str(cifar10_subset(10, 4)), str(data)))
-    result = run(cli("train", config), tmp_path)
+    result = run_cli("train", config, cwd=tmp_path, tracked=True)
     assert result.returncode == 2, result.stderr[-3000:]
     client = client_for(tmp_path)
     (failed,) = runs_of(client, "tiny")
@@ -493,10 +492,11 @@ def test_a_leftover_file_store_gets_a_migration_notice(tiny_config, tmp_path):
     )
     subprocess.run(
         [sys.executable, "-c", old_run], cwd=tmp_path, check=True, capture_output=True,
-        env=clean_env(MLFLOW_ALLOW_FILE_STORE="true"),
+        env=cpu_env(MLFLOW_ALLOW_FILE_STORE="true"),
     )  # fmt: skip
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "mlruns").rglob("*"))
-    result = run(cli("train", tiny_config, "--cfg-options", "mlflow.log_model=False"), tmp_path)
+    args = ["train", tiny_config, "--cfg-options", "mlflow.log_model=False"]
+    result = run_cli(*args, cwd=tmp_path, tracked=True)
     assert result.returncode == 0, result.stderr[-3000:]
     notices = [line for line in result.stderr.splitlines() if "migrate-filestore" in line]
     assert len(notices) == 1, result.stderr[-3000:]
@@ -505,7 +505,9 @@ def test_a_leftover_file_store_gets_a_migration_notice(tiny_config, tmp_path):
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "mlruns").rglob("*")) == before
 
     command = re.search(r"mlflow (migrate-filestore .*)$", notices[0]).group(1).split()
-    migrated = run([*MLFLOW_CLI, *command], tmp_path)
+    migrated = subprocess.run(
+        [*MLFLOW_CLI, *command], cwd=tmp_path, env=cpu_env(), capture_output=True, text=True
+    )
     assert migrated.returncode == 0, migrated.stderr[-3000:]
     (old,) = runs_of(client_for(tmp_path, "mlruns.db"), "old")
     assert old.data.params == {"a": "1"}

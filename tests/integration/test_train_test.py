@@ -14,7 +14,6 @@ import pickle
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import model_weights, run_cli
 
 from ignite_cls.config import load_config
 from ignite_cls.data import DigitsDataset
@@ -60,30 +60,13 @@ class Run:
         return json.loads(found.read_text())
 
 
-def run_cli(
-    *args, cwd: Path, env: dict | None = None, tracked: bool = False, timeout: float = 900
-) -> Run:
-    """`python -m ignite_cls ARGS` on the CPU (CUDA hidden), with the cache inside `cwd`;
-    without an MLflow run unless `tracked` (test_mlflow.py covers the runs)."""
-    full_env = {
-        **os.environ,
-        "CUDA_VISIBLE_DEVICES": "",
-        "IGNITE_CLS_CACHE": str(cwd / "cache"),
-        **(env or {}),
-    }
-    argv = [str(a) for a in args]
-    if not tracked:
-        argv += ["--cfg-options", "mlflow.enabled=False"]
+def run(*args, cwd: Path, env: dict | None = None, tracked: bool = False) -> Run:
+    """``helpers.run_cli`` with the cache inside ``cwd``, timed."""
+    env = {"IGNITE_CLS_CACHE": str(cwd / "cache"), **(env or {})}
     start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "ignite_cls", *argv],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    result = run_cli(*args, cwd=cwd, env=env, tracked=tracked)
     seconds = time.perf_counter() - start
+    argv = [str(a) for a in args]
     work_dir = cwd / argv[argv.index("--work-dir") + 1] if "--work-dir" in argv else cwd
     return Run(cwd, work_dir, result, seconds)
 
@@ -99,16 +82,12 @@ def train(
     args = ["train", config, "--work-dir", "work"]
     if resume is not None:
         args += ["--resume", *([resume] if resume else [])]
-    return ok(run_cli(*args, "--cfg-options", *options, cwd=cwd, tracked=tracked))
+    return ok(run(*args, "--cfg-options", *options, cwd=cwd, tracked=tracked))
 
 
 def run_test_command(config: str, checkpoint, cwd: Path, *args: str, tracked: bool = False) -> Run:
     command = ["test", config, checkpoint, "--work-dir", "work", *args]
-    return ok(run_cli(*command, cwd=cwd, tracked=tracked))
-
-
-def model_weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+    return ok(run(*command, cwd=cwd, tracked=tracked))
 
 
 def assert_bit_identical(a: Path, b: Path) -> None:
@@ -166,14 +145,14 @@ def test_quickstart_learns_and_testing_its_best_checkpoint_repeats_the_best_vali
 
     tested = run_test_command(QUICKSTART, best, tmp_path, tracked=True)
     top1 = tested.test_metrics()["accuracy/top1"]
-    assert top1 >= 0.95
-    assert top1 == pytest.approx(val[best_epoch], abs=5e-5)  # the log has 4 decimals
+    assert top1 >= 95.0  # percent
+    assert top1 == pytest.approx(val[best_epoch], abs=5e-3)  # the log has 2 decimals
 
 
 def test_quickstart_work_dir_holds_config_log_and_pruned_checkpoints(quickstart_full):
     work = quickstart_full.work_dir
     merged = load_config(work / "quickstart.py")
-    shown = run_cli(
+    shown = run(
         "config", QUICKSTART, "--cfg-options", "work_dir=work", cwd=work.parent, tracked=True
     )  # as the tracked run had it
     assert shown.result.returncode == 0, shown.result.stderr
@@ -226,8 +205,8 @@ def test_cifar10_subset_folders_learn(cifar10_subset, tmp_path):
     root = cifar10_subset(150, 30)
     schedule = ["schedule.max_epochs=10", "schedule.lr_policy.milestones=[8]"]
     metrics = train_and_test_folders(root, tmp_path, *LIGHT_RECIPE, *schedule)
-    # chance is 0.10 (sd 0.017 on 300 test images); runs here reach 0.33-0.42
-    assert metrics["accuracy/top1"] >= 0.25
+    # chance is 10% (sd 1.7 points on 300 test images); runs here reach 33-42%
+    assert metrics["accuracy/top1"] >= 25.0
 
 
 def test_fashion_mnist_subset_grayscale_folders_learn(fashion_mnist_subset, tmp_path):
@@ -235,7 +214,7 @@ def test_fashion_mnist_subset_grayscale_folders_learn(fashion_mnist_subset, tmp_
     schedule = ["schedule.max_epochs=6", "schedule.lr_policy.milestones=[5]"]
     size = ["data.train.pipeline.0.size=28"]  # 28 px images, gray PNG read as RGB
     metrics = train_and_test_folders(root, tmp_path, *LIGHT_RECIPE, *schedule, *size)
-    assert metrics["accuracy/top1"] >= 0.60  # chance is 0.10; runs here reach 0.77
+    assert metrics["accuracy/top1"] >= 60.0  # chance is 10%; runs here reach 77%
 
 
 # ---------------------------------------------------------------- resume
@@ -304,10 +283,10 @@ def test_checkpoint_url_is_downloaded_once_into_the_cache(quickstart_2ep, http_s
     assert [p.name for p in cached] == ["epoch_2.pt"]
     assert sha256(cached[0]) == sha256(quickstart_2ep.work_dir / "epoch_2.pt")
     assert first.test_metrics()["accuracy/top1"] == pytest.approx(
-        quickstart_2ep.val_top1()[2], abs=5e-5
+        quickstart_2ep.val_top1()[2], abs=5e-3
     )
 
-    second = run_cli(
+    second = run(
         "test", QUICKSTART, url, "--work-dir", "work", cwd=tmp_path / "second",
         env={"IGNITE_CLS_CACHE": str(tmp_path / "first" / "cache")},
     )  # fmt: skip
@@ -353,8 +332,8 @@ def test_out_predictions(quickstart_2ep, tmp_path, name, item):
         assert r["pred_label"] == max(range(len(scores)), key=scores.__getitem__)
         assert r["gt_class"] == classes[r["gt_label"]]
         assert r["pred_class"] == classes[r["pred_label"]]
-    accuracy = sum(r["pred_label"] == r["gt_label"] for r in records) / len(records)
-    assert accuracy == pytest.approx(tested.test_metrics()["accuracy/top1"], abs=1e-9)
+    accuracy = 100 * sum(r["pred_label"] == r["gt_label"] for r in records) / len(records)
+    assert accuracy == pytest.approx(tested.test_metrics()["accuracy/top1"], abs=1e-7)
 
 
 @pytest.mark.parametrize("name", ["metrics.json", "metrics.pkl"])

@@ -10,44 +10,22 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from helpers import free_port
+from helpers import NO_MLFLOW, QUICKSTART, cli, cpu_env, free_port, ok, run_cli
 
 from ignite_cls.data import DigitsDataset, FolderDataset
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = str(ROOT / "configs" / "quickstart.py")
 CIFAR_CONFIG = str(ROOT / "configs" / "resnet18_cifar10.py")
 MIN_SIDE = 224
 DIGITS_FACTOR, CIFAR_FACTOR = 28, 7  # 8 px and 32 px up to 224
-NO_MLFLOW = "mlflow.enabled=False"  # where the test is not about the MLflow run
-
-
-def run(
-    args: list[str], cwd: Path, env: dict | None = None, **kwargs
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ignite_cls", *args],
-        cwd=cwd,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **kwargs,
-    )
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def metrics_of(work_dir: Path) -> dict:
@@ -98,7 +76,7 @@ def check_drawn(path: Path, source: np.ndarray, factor: int, correct: bool) -> N
 def digits_checkpoint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("digits")
     options = ["schedule.max_epochs=1", "schedule.validate=False", NO_MLFLOW]
-    ok(run(["train", QUICKSTART, "--work-dir", "work", "--cfg-options", *options], folder))
+    ok(run_cli("train", QUICKSTART, "--work-dir", "work", "--cfg-options", *options, cwd=folder))
     return folder / "work" / "epoch_1.pt"
 
 
@@ -123,12 +101,8 @@ def cifar(cifar10_subset, tmp_path_factory) -> tuple[Path, Path]:
         f"data.test.root={root / 'test'}",
         NO_MLFLOW,
     ]
-    ok(
-        run(
-            ["train", CIFAR_CONFIG, "--work-dir", "work", "--cfg-options", *CIFAR_OPTIONS, *roots],
-            folder,
-        )
-    )
+    args = ["train", CIFAR_CONFIG, "--work-dir", "work", "--cfg-options", *CIFAR_OPTIONS, *roots]
+    ok(run_cli(*args, cwd=folder))
     return root, folder / "work" / "epoch_1.pt"
 
 
@@ -138,25 +112,11 @@ def test_digits_show_dir_every_interval_th_sample_same_metrics_any_process_count
     dataset = DigitsDataset("test")
     n = len(dataset)
     base = ["test", QUICKSTART, str(digits_checkpoint)]
-    ok(run([*base, "--work-dir", "plain", "--out", "preds.json"], tmp_path))
-    ok(run([*base, "--work-dir", "all", "--show-dir", "every"], tmp_path))
-    ok(
-        run(
-            [
-                *base,
-                "--work-dir",
-                "two",
-                "--show-dir",
-                "sevenths",
-                "--interval",
-                "7",
-                "--nproc-per-node",
-                "2",
-            ],
-            tmp_path,
-            env={"PORT": str(free_port())},
-        )
-    )
+    ok(run_cli(*base, "--work-dir", "plain", "--out", "preds.json", cwd=tmp_path, tracked=True))
+    ok(run_cli(*base, "--work-dir", "all", "--show-dir", "every", cwd=tmp_path, tracked=True))
+    two = [*base, "--work-dir", "two", "--show-dir", "sevenths", "--interval", 7]
+    two += ["--nproc-per-node", 2]
+    ok(run_cli(*two, cwd=tmp_path, env={"PORT": str(free_port())}, tracked=True))
 
     plain = metrics_of(tmp_path / "plain")
     assert metrics_of(tmp_path / "all") == plain  # visualising changes no metric
@@ -198,7 +158,8 @@ def test_cifar_show_dir_names_sizes_colours_and_a_second_run_into_the_same_folde
     test_set, train_set = FolderDataset(root / "test"), FolderDataset(root / "train")
     base = ["test", CIFAR_CONFIG, str(checkpoint), "--show-dir", "shown", "--interval", "3"]
     options = ["--cfg-options", *CIFAR_OPTIONS]
-    ok(run([*base, "--out", "test.json", *options, f"data.test.root={root / 'test'}"], tmp_path))
+    args = [*base, "--out", "test.json", *options, f"data.test.root={root / 'test'}"]
+    ok(run_cli(*args, cwd=tmp_path, tracked=True))
     first = sorted((tmp_path / "shown").iterdir())
     chosen = range(0, len(test_set), 3)
     # 0000.jpg exists in every class folder: the sample index tells them apart.
@@ -213,7 +174,7 @@ def test_cifar_show_dir_names_sizes_colours_and_a_second_run_into_the_same_folde
     before = {p.name: p.read_bytes() for p in first}
 
     # The train folder reuses the test folder's file names for other images.
-    ok(run([*base, *options, f"data.test.root={root / 'train'}"], tmp_path))
+    ok(run_cli(*base, *options, f"data.test.root={root / 'train'}", cwd=tmp_path, tracked=True))
     after = {p.name: p.read_bytes() for p in (tmp_path / "shown").iterdir()}
     assert {name: after[name] for name in before} == before  # nothing of the first run lost
     assert len(after) == len(before) + math.ceil(len(train_set) / 3)
@@ -258,9 +219,9 @@ def test_show_opens_one_window_per_sample_for_wait_time_seconds(
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ignite_cls", *args],
+            cli(*args),
             cwd=tmp_path,
-            env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "DISPLAY": xvfb_display},
+            env=cpu_env(DISPLAY=xvfb_display),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
@@ -288,11 +249,11 @@ def test_show_opens_one_window_per_sample_for_wait_time_seconds(
 
 
 def test_show_without_a_display_stops_before_inference_with_one_line(digits_checkpoint, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env = {k: v for k, v in cpu_env().items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     args = ["test", QUICKSTART, str(digits_checkpoint), "--work-dir", "w", "--show"]
     args += ["--cfg-options", NO_MLFLOW]
     result = subprocess.run(
-        [sys.executable, "-m", "ignite_cls", *args],
+        cli(*args),
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -6,27 +6,14 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import QUICKSTART, ROOT, run_cli
 
 from ignite_cls import cli
 from ignite_cls.__main__ import main
 from ignite_cls.cli import COMMANDS, gather_cfg_options
 from ignite_cls.config import load_config
-
-ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = str(ROOT / "configs" / "quickstart.py")
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ignite_cls", *args],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture
@@ -158,12 +145,13 @@ def test_config_command_applies_every_item(tmp_path, spelling):
         "schedule.max_epochs=3",
         "data.train.pipeline.0.size=24",
         "optimizer.lr=0.01",
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     written = tmp_path / "merged.py"
     written.write_text(result.stdout)
     cfg = load_config(written)
-    plain = run_cli("config", QUICKSTART)
+    plain = run_cli("config", QUICKSTART, cwd=ROOT)
     assert plain.returncode == 0, plain.stderr
     (tmp_path / "plain.py").write_text(plain.stdout)
     base = load_config(tmp_path / "plain.py")
@@ -182,7 +170,7 @@ def test_config_command_applies_every_item(tmp_path, spelling):
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_help_lists_every_flag(command):
-    result = run_cli(command, "--help")
+    result = run_cli(command, "--help", cwd=ROOT)
     assert result.returncode == 0, result.stderr
     text = result.stdout + result.stderr  # python-fire shows help on stderr
     params = inspect.signature(COMMANDS[command]).parameters.values()
@@ -194,7 +182,7 @@ def test_help_lists_every_flag(command):
 
 
 def test_top_level_help_lists_the_commands():
-    result = run_cli("--help")
+    result = run_cli("--help", cwd=ROOT)
     assert result.returncode == 0, result.stderr
     for command in COMMANDS:
         assert command in result.stdout + result.stderr

@@ -10,7 +10,6 @@ import pytest
 
 from ignite_cls import config
 from ignite_cls.config import (
-    apply_options,
     check_config,
     close_matches,
     dump_config,
@@ -18,12 +17,12 @@ from ignite_cls.config import (
     format_config,
     load_config,
     merge,
-    parse_cfg_options,
-    parse_value,
+    setting,
     with_defaults,
 )
 from ignite_cls.defaults import DEFAULTS
 from ignite_cls.errors import UserError
+from ignite_cls.overrides import apply_options, parse_cfg_options, parse_value
 
 
 def write(path: Path, text: str) -> Path:
@@ -702,3 +701,15 @@ def test_config_does_not_import_torch():
     code = "import sys, ignite_cls.config; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+# ---------------------------------------------------------------- dotted reads
+
+
+def test_setting_reads_dotted_keys_and_list_items():
+    cfg = with_defaults({"data": {"train": {"pipeline": [{"type": "Resize", "size": 8}]}}})
+    assert setting(cfg, "amp.enabled") is False
+    assert setting(cfg, "data.train.pipeline.0.size") == 8
+    assert setting(cfg, "data.train") is cfg["data"]["train"]
+    with pytest.raises(KeyError):
+        setting(cfg, "amp.enable")

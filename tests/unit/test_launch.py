@@ -8,13 +8,12 @@ import logging
 import pytest
 
 from ignite_cls.errors import UserError
-from ignite_cls.launch import (
+from ignite_cls.launch import hide_slurm_job, parallel_args, port_in_use
+from ignite_cls.launchers import (
     ExternalLaunch,
     detect_launch,
     export_mpi_env,
-    hide_slurm_job,
-    parallel_args,
-    port_in_use,
+    launch_mode,
     resolve_launcher,
 )
 
@@ -97,6 +96,22 @@ def test_single_process_launches_and_explicit_launchers_are_kept(notices):
     assert resolve_launcher("none", SBATCH_SCRIPT) == "none"
     assert resolve_launcher("pytorch", TORCHRUN) == "pytorch"
     assert notices.messages == []
+
+
+@pytest.mark.parametrize(
+    ("requested", "nproc", "env", "mode"),
+    [
+        ("none", 1, {}, "none"),
+        ("none", 2, {}, "spawn"),
+        ("none", 1, {"NNODES": "2", "NODE_RANK": "1"}, "spawn"),
+        ("none", 2, SBATCH_SCRIPT, "spawn"),  # --nproc-per-node inside an sbatch script
+        ("none", 1, TORCHRUN, "pytorch"),
+        ("none", 1, SRUN_TASK, "slurm"),
+        ("mpi", 1, OPENMPI, "mpi"),
+    ],
+)
+def test_launch_mode_says_how_the_processes_start(notices, requested, nproc, env, mode):
+    assert launch_mode(requested, nproc, env) == mode
 
 
 def test_openmpi_ranks_become_torch_variables_with_port_from_port():

@@ -14,22 +14,24 @@ import torch
 from ignite_cls.data import DigitsDataset, FolderDataset, read_image
 from ignite_cls.handlers.predictions import PredictionCollector
 from ignite_cls.handlers.visualize import (
+    file_stems,
+    mistakes,
+    mistakes_grid,
+    render,
+    write_mistakes_grid,
+)
+from ignite_cls.visualize.draw import (
     GRID_COLUMNS,
     GRID_GAP,
     MAX_SIDE,
     MIN_SIDE,
     RIGHT_RGB,
     WRONG_RGB,
-    display_problem,
     draw_prediction,
-    file_stems,
-    mistakes,
-    mistakes_grid,
-    png_source,
-    render,
     upscale,
-    write_mistakes_grid,
 )
+from ignite_cls.visualize.png import png_source
+from ignite_cls.visualize.windows import display_problem
 
 
 @pytest.fixture(scope="module")

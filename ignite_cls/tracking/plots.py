@@ -25,7 +25,7 @@ def save_training_curves(histories: dict[str, History], path: str | Path) -> Non
         ("training loss", "iteration", ["train/loss"]),
         ("learning rate", "iteration", ["train/lr"]),
         ("validation loss", "epoch", ["val/loss"]),
-        ("validation accuracy", "epoch", ["val/accuracy/top1", "val/accuracy/top5"]),
+        ("validation accuracy (%)", "epoch", ["val/accuracy/top1", "val/accuracy/top5"]),
     ]
     fig = Figure(figsize=(18, 4), layout="constrained")
     for ax, (title, xlabel, names) in zip(fig.subplots(1, len(panels)), panels, strict=True):
@@ -58,8 +58,8 @@ def save_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    accuracy = np.trace(counts) / max(counts.sum(), 1)
-    ax.set_title(f"confusion matrix ({counts.sum()} images, accuracy {accuracy:.4f})")
+    accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(f"confusion matrix ({counts.sum()} images, accuracy {accuracy:.2f}%)")
     if n <= LABEL_LIMIT:
         ax.set_xticks(range(n), labels=list(classes), rotation=60, ha="right")
         ax.set_yticks(range(n), labels=list(classes))

@@ -1,0 +1,67 @@
+"""The test run: checkpoint identity and the train run that wrote it, the test metrics, a
+per-class table, the confusion matrix and the ``--out`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ignite_cls.config import setting
+from ignite_cls.engines import scalar_metrics
+from ignite_cls.tracking.records import common_params, common_tags, per_class_table
+from ignite_cls.tracking.run import RunTracker
+
+
+class TestTracker(RunTracker):
+    """The test run: checkpoint identity, the test metrics, a per-class table, the confusion
+    matrix and the ``--out`` file."""
+
+    command = "test"
+
+    def start(self, checkpoint: dict, test_set: Any) -> None:
+        """Open the run once the checkpoint and the test data are loaded."""
+        if not self.active:
+            return
+        from ignite_cls.checkpoint_io import resolve, sha256_of
+
+        cfg = self.job.cfg
+        params = common_params(self.job)
+        params.update(
+            {
+                "cli.checkpoint": self.job.checkpoint,
+                "run.checkpoint_sha256": sha256_of(resolve(self.job.checkpoint)),
+                "dataset.test.size": len(test_set),
+                "dataset.num_classes": len(test_set.classes),
+            }
+        )
+        tags = common_tags(self.job)
+        train_run = (checkpoint.get("run_state") or {}).get("mlflow_run_id")
+        if train_run:
+            tags["ignite_cls.train_run_id"] = str(train_run)
+        self._open(params, tags, resume_id=None)
+        self._log_datasets(
+            {"testing": (cfg["data"]["test"], cfg["data"]["test"]["split"], test_set)}
+        )
+
+    def log_results(self, metrics: dict[str, Any], classes: list[str]) -> None:
+        """``metrics`` as the evaluator left them (scalars, per-class tensors, confusion matrix)."""
+        if self.run_id is None:
+            return
+        from ignite_cls.tracking.plots import save_confusion_matrix
+
+        scalars = scalar_metrics(metrics)
+        self.log_metrics({f"test/{k}": v for k, v in scalars.items()}, step=0)
+        self.flush()
+        self.log_dict(scalars, "metrics/test_metrics.json")
+        matrix = metrics["confusion_matrix"].cpu().numpy().astype(np.int64)
+        self.log_text(per_class_table(metrics, classes, matrix), "metrics/per_class.csv")
+        self._log_figure(
+            lambda path: save_confusion_matrix(matrix, classes, path),
+            "confusion_matrix.png",
+            "plots",
+        )
+        out = setting(self.job.cfg, "test.out")
+        if out and Path(out).is_file():
+            self.log_artifact(out, "outputs")

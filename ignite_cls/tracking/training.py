@@ -1,0 +1,121 @@
+"""The train run: params and datasets when it opens, the training records and validation
+metrics as they come, and at the end the training curves, the best checkpoint and the best
+model as an MLflow model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
+from torch import nn
+
+from ignite_cls.config import setting
+from ignite_cls.engines import TrainEvents, scalar_metrics
+from ignite_cls.handlers.checkpoint import last_checkpoint_path
+from ignite_cls.tracking.records import common_params, common_tags
+from ignite_cls.tracking.run import RunTracker
+
+CURVES = ["train/loss", "train/lr", "val/loss", "val/accuracy/top1", "val/accuracy/top5"]
+
+
+class TrainTracker(RunTracker):
+    command = "train"
+
+    def __init__(self, job: Any, run_state: Any):
+        super().__init__(job)
+        self.run_state = run_state
+
+    def start(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data: dict[str, tuple[Any, Any]],
+        amp_mode: str,
+    ) -> None:
+        """Open (or, on resume, re-open: call after the checkpoint is loaded) the run."""
+        if not self.active:
+            return
+        cfg = self.job.cfg
+        self.model, self.data = model, data
+        self.classes = list(data["train"][0].classes)
+        params = common_params(self.job)
+        params.update(
+            {
+                "run.effective_lr": optimizer.defaults["lr"],
+                "run.amp": amp_mode,
+                "dataset.num_classes": setting(cfg, "model.num_classes") or len(self.classes),
+                **{f"dataset.{split}.size": len(ds) for split, (ds, _) in data.items()},
+            }
+        )
+        self._open(params, common_tags(self.job), self.run_state.mlflow_run_id)
+        self.run_state.mlflow_run_id = self.run_id
+        contexts = {"train": "training", "val": "validation"}
+        self._log_datasets(
+            {
+                contexts[split]: (cfg["data"][split], cfg["data"][split]["split"], ds)
+                for split, (ds, _) in data.items()
+            }
+        )
+
+    def attach(
+        self,
+        trainer: Engine,
+        training_log: Any,
+        evaluator: Engine | None,
+        best_checkpointer: Checkpoint | None,
+    ) -> None:
+        """Record ``training_log``'s records and ``evaluator``'s validation metrics as the
+        trainer announces them (``TrainEvents``); buffered metrics go out at each epoch's
+        start and at the end."""
+        if self.run_id is None:
+            return
+        self.training_log, self.evaluator = training_log, evaluator
+        self.best_checkpointer = best_checkpointer
+        trainer.add_event_handler(TrainEvents.RECORDED, self._on_record)
+        trainer.add_event_handler(TrainEvents.VALIDATED, self._on_validated)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch)
+        trainer.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_started)
+        trainer.add_event_handler(Events.COMPLETED, self._on_completed)
+
+    def _on_record(self, engine: Engine) -> None:
+        record = {f"train/{k}": v for k, v in self.training_log.record.items()}
+        self.log_metrics(record, engine.state.iteration)
+
+    def _on_validated(self, engine: Engine) -> None:
+        metrics = scalar_metrics(self.evaluator.state.metrics)
+        self.log_metrics({f"val/{k}": v for k, v in metrics.items()}, engine.state.epoch)
+
+    def _on_epoch(self, engine: Engine) -> None:
+        seconds = engine.state.times["EPOCH_COMPLETED"]
+        self.log_metrics({"train/epoch_time": seconds}, engine.state.epoch)
+
+    def _on_epoch_started(self, engine: Engine) -> None:
+        self.flush()  # the last epoch's metrics, validation included: one batch per epoch
+
+    def _on_completed(self, engine: Engine) -> None:
+        from ignite_cls.checkpoint_io import load_checkpoint
+        from ignite_cls.serving import log_served_model
+        from ignite_cls.tracking.plots import save_training_curves
+
+        self.flush()
+        histories = {
+            name: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, name)]
+            for name in CURVES
+        }
+        self._log_figure(
+            lambda path: save_training_curves(histories, path), "training_curves.png", "plots"
+        )
+        best = last_checkpoint_path(self.best_checkpointer)
+        if best is not None and setting(self.job.cfg, "mlflow.log_checkpoint"):
+            self.log_artifact(best, "checkpoints")
+        if setting(self.job.cfg, "mlflow.log_model"):
+            # the best weights; the final ones when nothing was validated
+            if best is not None:
+                state, source = load_checkpoint(best)["model"], str(best)
+            else:
+                state, source = getattr(self.model, "module", self.model).state_dict(), "final"
+            images = self.data.get("val", self.data["train"])[0]
+            example = torch.stack([images[i][0] for i in range(min(2, len(images)))]).float()
+            log_served_model(self.job.cfg, state, source, self.classes, example)

@@ -1,0 +1,2 @@
+"""Pictures of predictions: drawing (``draw``), PNG files that name their source (``png``)
+and windows (``windows``). The handler that uses them is ``handlers/visualize.py``."""
