@@ -1,17 +1,13 @@
 """Datasets, transforms, samplers and loaders built from the `data` section of a config."""
 
+import difflib
 from collections.abc import Sequence
 
 import ignite.distributed as idist
 from torch.utils.data import DataLoader
 
-from ignite_cls.data.datasets import (
-    CifarDataset,
-    ClassificationDataset,
-    DigitsDataset,
-    FolderDataset,
-    build_dataset,
-)
+from ignite_cls.data.datasets import CifarDataset, ClassificationDataset, DigitsDataset, Transform
+from ignite_cls.data.folder import FolderDataset
 from ignite_cls.data.gpu_resident import ResidentLoader
 from ignite_cls.data.images import BadImageError, read_image
 from ignite_cls.data.loaders import build_loader
@@ -33,6 +29,52 @@ __all__ = [
     "build_transform",
     "read_image",
 ]
+
+
+DATASET_TYPES = ("folder", "cifar10", "cifar100", "digits")
+
+
+def build_dataset(
+    split_cfg: dict,
+    data_cfg: dict,
+    seed: int,
+    transform: Transform | None,
+    *,
+    name: str = "data",
+) -> ClassificationDataset:
+    """The dataset a split's config describes; `name` (e.g. "data.train") prefixes errors."""
+    kind = split_cfg["type"]
+    root = split_cfg["root"]
+    classes = data_cfg["classes"]
+    if kind not in DATASET_TYPES:
+        close = difflib.get_close_matches(str(kind), DATASET_TYPES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(DATASET_TYPES)
+        raise UserError(f"{name}.type: unknown dataset type {kind!r}{hint} (known: {known})")
+    if kind != "folder" and split_cfg["ann_file"] is not None:
+        raise UserError(f"{name}.ann_file is only used with type 'folder', not {kind!r}")
+    if kind in ("folder", "cifar10", "cifar100") and root is None:
+        raise UserError(f"{name}.root is not set (required for type {kind!r})")
+    if kind == "folder":
+        return FolderDataset(
+            root,
+            split_cfg["ann_file"],
+            classes,
+            transform,
+            seed,
+            skip_bad_images=data_cfg["skip_bad_images"],
+        )
+    if kind == "digits":
+        dataset = DigitsDataset(split_cfg["split"], transform, seed)
+    else:
+        dataset = CifarDataset(root, split_cfg["split"], kind == "cifar100", transform, seed)
+    if classes is not None:
+        if len(classes) != len(dataset.classes):
+            raise UserError(
+                f"data.classes names {len(classes)} classes but {kind} has {len(dataset.classes)}"
+            )
+        dataset.classes = list(classes)
+    return dataset
 
 
 def build_data(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ignite_cls.data.datasets import FolderDataset
+from ignite_cls.data import FolderDataset
 from ignite_cls.data.gpu_resident import ResidentLoader, device_augmentation, random_crop_flip
 from ignite_cls.data.samplers import ShardSampler, TrainSampler
 from ignite_cls.errors import UserError
