@@ -1,4 +1,4 @@
-"""Entry point: ``python -m ignite_cls {train,test,config,benchmark} ...``.
+"""Entry point: ``python -m ignite_cls {train,test,predict,export,config,benchmark} ...``.
 
 Mistakes a user can make end with a one-line message and exit code 2; set
 IGNITE_CLS_DEBUG=1 for the full traceback.
@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     import fire
 
     from ignite_cls.cli import COMMANDS, gather_cfg_options
-    from ignite_cls.errors import Interrupted, UserError, report
+    from ignite_cls.errors import REPORTED, report
 
     logger = logging.getLogger("ignite_cls")
     if not logger.handlers:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = gather_cfg_options(list(sys.argv[1:] if argv is None else argv))
     try:
         fire.Fire(COMMANDS, command=argv, name="ignite_cls")
-    except (UserError, Interrupted, KeyboardInterrupt) as e:
+    except REPORTED as e:
         code = report(e)
         if code is None:
             raise

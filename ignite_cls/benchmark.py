@@ -206,7 +206,7 @@ def run_benchmark(job: Job, steps: int, repeats: int, json_path: str | None) -> 
         )
 
     evaluator = create_evaluator(model, settings, num_classes)
-    PredictionCollector().attach(evaluator)
+    PredictionCollector(num_classes).attach(evaluator)
     synthetic = (
         torch.randint(0, 256, (batch_size, *train_set[0][0].shape), dtype=torch.uint8).to(device),
         torch.randint(0, num_classes, (batch_size,)).to(device),

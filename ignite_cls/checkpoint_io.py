@@ -143,6 +143,14 @@ def load_checkpoint(source: str | os.PathLike) -> dict:
     return checkpoint
 
 
+def model_state(checkpoint: dict, source: str) -> dict:
+    """The model weights a checkpoint holds (``model``, or ``state_dict`` as others save it)."""
+    state = checkpoint.get("model", checkpoint.get("state_dict"))
+    if not isinstance(state, dict):
+        raise UserError(f"not a model checkpoint (no 'model' weights inside): {source}")
+    return state
+
+
 def checkpoint_progress(name: str) -> tuple[int, int] | None:
     """Training progress a periodic checkpoint's name encodes, as a sortable key.
 

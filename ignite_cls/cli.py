@@ -32,6 +32,11 @@ FLAG_KEYS = {
     "interval": "test.interval",
     "wait_time": "test.wait_time",
 }
+# flags whose key differs by command
+COMMAND_FLAG_KEYS = {
+    "predict": {"out": "predict.out", "topk": "predict.topk", "batch_size": "data.test.batch_size"},
+    "export": {"format": "export.format", "out": "export.out"},
+}
 INVERTED_SWITCHES = {"no_validate"}
 
 
@@ -61,8 +66,9 @@ def gather_cfg_options(argv: list[str]) -> list[str]:
     return out
 
 
-def flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
+def flag_overrides(command: str, flags: dict[str, Any]) -> dict[str, Any]:
     """The config keys the given flags set (flags left at None/False set nothing)."""
+    keys = {**FLAG_KEYS, **COMMAND_FLAG_KEYS.get(command, {})}
     overrides: dict[str, Any] = {}
     for name, value in flags.items():
         if value is None or value is False:
@@ -71,17 +77,20 @@ def flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
             value = not value
         elif name == "resume" and value is True:
             value = "auto"
-        overrides[FLAG_KEYS[name]] = value
+        overrides[keys[name]] = value
     return overrides
 
 
-def _run(command: str, config: str, flags: dict[str, Any], cfg_options, checkpoint=None) -> None:
+def _run(
+    command: str, config: str, flags: dict[str, Any], cfg_options, checkpoint=None, inputs=()
+) -> None:
     """Build the job, create its MLflow store (once, before any worker), start the workers."""
     from ignite_cls.job import make_job
     from ignite_cls.launch import launch
     from ignite_cls.tracking.store import prepare_store
 
-    job = make_job(command, config, flags, flag_overrides(flags), cfg_options, checkpoint)
+    overrides = flag_overrides(command, flags)
+    job = make_job(command, config, flags, overrides, cfg_options, checkpoint, list(inputs))
     prepare_store(job)
     launch(job)
 
@@ -166,6 +175,67 @@ def test(
     _run("test", config, flags, cfg_options, checkpoint=str(checkpoint))
 
 
+def predict(
+    config: str,
+    checkpoint: str,
+    *inputs: str,
+    out: str | None = None,
+    topk: int | None = None,
+    batch_size: int | None = None,
+    amp: bool = False,
+    cfg_options: list[str] | None = None,
+    launcher: str = "none",
+    nproc_per_node: int | None = None,
+) -> None:
+    """Classify new images with a checkpoint: a table, or one row per image in --out.
+
+    Args:
+        config: the config file the checkpoint was trained with (its test pipeline is used).
+        checkpoint: the checkpoint, a path or an http(s) URL.
+        inputs: image files, folders (recursive), glob patterns, or text files listing one path a line.
+        out: write the rows to this file (.csv, .json, .pkl); without it a table is printed.
+        topk: classes listed per image with their probabilities (default 5).
+        batch_size: images per batch and process (default data.test.batch_size).
+        amp: automatic mixed precision.
+        cfg_options: config overrides as key=value items; applied last.
+        launcher: none | pytorch (torchrun) | slurm (srun) | mpi (mpirun).
+        nproc_per_node: spawn this many processes on this node.
+    """
+    flags = dict(
+        out=out,
+        topk=topk,
+        batch_size=batch_size,
+        amp=amp,
+        launcher=launcher,
+        nproc_per_node=nproc_per_node,
+    )
+    _run("predict", config, flags, cfg_options, checkpoint=str(checkpoint), inputs=inputs)
+
+
+def export(
+    config: str,
+    checkpoint: str,
+    format: str | None = None,
+    out: str | None = None,
+    cfg_options: list[str] | None = None,
+) -> None:
+    """Export a checkpoint for serving without PyTorch's training stack, checked on test images.
+
+    Args:
+        config: the config file the checkpoint was trained with.
+        checkpoint: the checkpoint, a path or an http(s) URL.
+        format: onnx (the default; needs the export extra) or torchscript.
+        out: the file to write.
+        cfg_options: config overrides as key=value items; applied last.
+    """
+    from ignite_cls.export import run_export
+    from ignite_cls.job import make_job
+
+    flags = dict(format=format, out=out)
+    overrides = flag_overrides("export", flags)
+    run_export(make_job("export", config, flags, overrides, cfg_options, str(checkpoint)))
+
+
 def config(config: str, cfg_options: list[str] | None = None) -> None:
     """Print the fully merged config (defaults, _base_ files and --cfg-options) as a loadable config file.
 
@@ -201,4 +271,11 @@ def benchmark(
     run_benchmark(make_job("benchmark", config, {}, {}, cfg_options), steps, repeats, json)
 
 
-COMMANDS = {"train": train, "test": test, "config": config, "benchmark": benchmark}
+COMMANDS = {
+    "train": train,
+    "test": test,
+    "predict": predict,
+    "export": export,
+    "config": config,
+    "benchmark": benchmark,
+}

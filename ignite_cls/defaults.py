@@ -76,6 +76,14 @@ DEFAULTS = dict(
         log_model=True,  # log the best model as an MLflow model
         log_checkpoint=True,  # log the best checkpoint file as an artifact
     ),
+    predict=dict(
+        out=None,  # predict --out: .csv, .json, .pkl
+        topk=5,  # predict --topk: classes listed per image
+    ),
+    export=dict(
+        format="onnx",  # export --format: onnx | torchscript
+        out=None,  # export --out
+    ),
     test=dict(
         out=None,  # --out
         out_item=None,  # --out-item: pred | metrics (pred when --out is given)

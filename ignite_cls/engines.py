@@ -137,12 +137,16 @@ def create_trainer(
     return trainer
 
 
-def create_evaluator(model: nn.Module, settings: StepSettings, num_classes: int) -> Engine:
-    """The evaluation engine with every metric attached; its output is a dict with
-    ``y_pred`` (float32 logits), ``y`` and ``index`` (dataset indices of the batch)."""
+def create_evaluator(model: nn.Module, settings: StepSettings, num_classes: int | None) -> Engine:
+    """The evaluation engine, with every metric attached (none without ``num_classes``, as
+    for unlabelled images); its output is a dict with ``y_pred`` (float32 logits), ``y``
+    and ``index`` (dataset indices of the batch), or None for a batch that had no readable
+    image."""
 
     @torch.no_grad()
-    def eval_step(engine: Engine, batch) -> dict:
+    def eval_step(engine: Engine, batch) -> dict | None:
+        if batch is None:
+            return None
         model.eval()
         images, labels, indices = settings.prepare(batch)
         with settings.autocast():
@@ -150,8 +154,9 @@ def create_evaluator(model: nn.Module, settings: StepSettings, num_classes: int)
         return {"y_pred": logits.float(), "y": labels, "index": indices}
 
     evaluator = Engine(eval_step)
-    for name, metric in build_metrics(num_classes, settings.device).items():
-        metric.attach(evaluator, name)
+    if num_classes is not None:
+        for name, metric in build_metrics(num_classes, settings.device).items():
+            metric.attach(evaluator, name)
     return evaluator
 
 

@@ -1,7 +1,8 @@
 """The exceptions that end a command on purpose, and how the process reports them.
 
 A ``UserError`` is a problem the user can fix (bad config, bad data, bad flags): one line,
-exit code 2. ``Interrupted`` is a clean stop on a signal: 128 + the signal number, as
+exit code 2. ``CheckFailed``: a command's check of its own result failed: one line, exit
+code 1. ``Interrupted`` is a clean stop on a signal: 128 + the signal number, as
 schedulers expect. Anything else is a bug and keeps its traceback. The entry point and the
 spawned workers both end through ``report``, so the messages and codes are the same however
 the process was started. Stdlib only: the light CLI imports it.
@@ -18,6 +19,11 @@ DEBUG_VARIABLE = "IGNITE_CLS_DEBUG"  # =1: raise instead of printing one line
 
 class UserError(Exception):
     """A problem the user can fix; its message is shown on one line, without a traceback."""
+
+
+class CheckFailed(Exception):
+    """A command's check of its own output failed (e.g. an exported model disagrees with
+    PyTorch): one line, exit code 1."""
 
 
 class Interrupted(Exception):
@@ -60,6 +66,8 @@ def report(error: BaseException) -> int | None:
     None when ``error`` is not such a stop (a bug, or a user error while debugging)."""
     if isinstance(error, UserError) and not debugging():
         message, code = f"error: {one_line(error)}", 2
+    elif isinstance(error, CheckFailed) and not debugging():
+        message, code = f"error: {one_line(error)}", 1
     elif isinstance(error, Interrupted):
         message, code = f"interrupted: {error}", 128 + error.signum
     elif isinstance(error, KeyboardInterrupt):
@@ -68,3 +76,6 @@ def report(error: BaseException) -> int | None:
         return None
     print(message, file=sys.stderr, flush=True)
     return code
+
+
+REPORTED = (UserError, CheckFailed, Interrupted, KeyboardInterrupt)  # what ``report`` ends

@@ -96,8 +96,10 @@ def run_command(job: Job) -> None:
     """The command's own assembly of data, model and engines (imported in the worker only)."""
     if job.command == "train":
         from ignite_cls.train import run_training as run
-    else:
+    elif job.command == "test":
         from ignite_cls.test import run_testing as run
+    else:
+        from ignite_cls.predict import run_prediction as run
     run(job)
 
 
@@ -114,7 +116,7 @@ def worker(local_rank: int, job: Job, hidden_env: dict[str, str]) -> None:
         except (torch.OutOfMemoryError, RuntimeError) as e:
             if not (isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e)):
                 raise
-            split = "train" if job.command == "train" else "test"
+            split = "train" if job.command == "train" else "test"  # predict: the test batch
             batch = job.cfg["data"][split]["batch_size"]
             where = "CUDA" if isinstance(e, torch.OutOfMemoryError) else "CPU"
             raise UserError(

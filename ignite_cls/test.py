@@ -7,7 +7,7 @@ import time
 
 import ignite.distributed as idist
 
-from ignite_cls.checkpoint_io import load_checkpoint
+from ignite_cls.checkpoint_io import load_checkpoint, model_state
 from ignite_cls.compat import stop_loader_workers
 from ignite_cls.config import setting
 from ignite_cls.data import build_data
@@ -39,9 +39,7 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
         require_display()  # on every rank: fail before loading anything
 
     checkpoint = load_checkpoint(job.checkpoint)
-    state = checkpoint.get("model", checkpoint.get("state_dict"))
-    if state is None:
-        raise UserError(f"not a model checkpoint (no 'model' weights inside): {job.checkpoint}")
+    state = model_state(checkpoint, job.checkpoint)
     test_set, test_loader = build_data(
         cfg, ["test"], rank, world_size, pin_memory=device.type == "cuda"
     )["test"]
@@ -59,7 +57,7 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
     tracker.start(checkpoint, test_set)
 
     evaluator = create_evaluator(model, StepSettings.from_config(cfg, device), num_classes)
-    collector = PredictionCollector()
+    collector = PredictionCollector(num_classes)
     collector.attach(evaluator)
     visualizer = attach_visualizer(evaluator, collector, test_set, classes, cfg["test"])
     console = ConsoleProgress()

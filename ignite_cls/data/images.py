@@ -33,20 +33,25 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise BadImageError(f"cannot decode image: {path} ({e.strerror})") from None
-    if data.size == 0:
-        raise BadImageError(f"cannot decode image: {path} (empty file)")
-    if _is_truncated_jpeg(data.tobytes()):
-        raise BadImageError(f"cannot decode image: {path} (truncated JPEG)")
+    return decode_image(data.tobytes(), str(path))
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """An image file's bytes as HxWx3 uint8 RGB; ``name`` says which image in errors."""
+    if not data:
+        raise BadImageError(f"cannot decode image: {name} (empty file)")
+    if _is_truncated_jpeg(data):
+        raise BadImageError(f"cannot decode image: {name} (truncated JPEG)")
     try:
-        image = cv2.imdecode(data, _DECODE_FLAGS)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _DECODE_FLAGS)
     except cv2.error:
         image = None
     if image is None:
-        raise BadImageError(f"cannot decode image: {path}")
+        raise BadImageError(f"cannot decode image: {name}")
     if image.dtype == np.uint16:
         image = np.round(image / 257.0).astype(np.uint8)
     elif image.dtype != np.uint8:
-        raise BadImageError(f"cannot decode image: {path} (unsupported pixel type {image.dtype})")
+        raise BadImageError(f"cannot decode image: {name} (unsupported pixel type {image.dtype})")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -1,6 +1,7 @@
 """DataLoaders for training (sharded, reshuffled per epoch, resumable) and evaluation."""
 
 import signal
+from collections.abc import Callable
 
 import cv2
 import torch
@@ -31,6 +32,7 @@ def build_loader(
     rank: int,
     world_size: int,
     pin_memory: bool,
+    collate_fn: Callable | None = None,
 ) -> DataLoader:
     """A loader over this process's share of `dataset`.
 
@@ -59,4 +61,5 @@ def build_loader(
         persistent_workers=num_workers > 0,
         worker_init_fn=_init_worker if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
+        collate_fn=collate_fn,
     )

@@ -21,9 +21,10 @@ class PredictionCollector:
     """Collects softmax scores per sample; after the run, rank 0 holds every sample once,
     sorted by dataset index (shards are unpadded, so nothing is counted twice)."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
         self.indices = torch.empty(0, dtype=torch.long)
-        self.scores = torch.empty(0)
+        self.scores = torch.empty(0, num_classes)
         self.labels = torch.empty(0, dtype=torch.long)
         self._parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
@@ -34,12 +35,15 @@ class PredictionCollector:
 
     def _collect(self, engine: Engine) -> None:
         out = engine.state.output
-        self._parts.append((out["index"].cpu(), out["y_pred"].softmax(1).cpu(), out["y"].cpu()))
+        if out is not None:  # None: a batch without a readable image
+            probabilities = out["y_pred"].softmax(1).cpu()
+            self._parts.append((out["index"].cpu(), probabilities, out["y"].cpu()))
 
     def _gather(self, engine: Engine) -> None:
-        indices = torch.cat([p[0] for p in self._parts]).long()
-        scores = torch.cat([p[1] for p in self._parts]).float()
-        labels = torch.cat([p[2] for p in self._parts]).long()
+        parts = self._parts or [(torch.empty(0), torch.empty(0, self.num_classes), torch.empty(0))]
+        indices = torch.cat([p[0] for p in parts]).long()
+        scores = torch.cat([p[1] for p in parts]).float()
+        labels = torch.cat([p[2] for p in parts]).long()
         if idist.get_world_size() > 1:
             indices, scores, labels = _gather_unequal(indices, scores, labels)
         order = indices.argsort()
@@ -78,7 +82,7 @@ def _gather_unequal(*tensors: torch.Tensor) -> list[torch.Tensor]:
 
 
 def write_predictions(path: str | Path, records: list[dict[str, Any]]) -> None:
-    """Write records in the format the extension names; class names go along."""
+    """Write records in the format the extension names (in CSV, lists as JSON text)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -86,7 +90,9 @@ def write_predictions(path: str | Path, records: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(text, fieldnames=list(records[0]) if records else ["img_path"])
         writer.writeheader()
         for record in records:
-            writer.writerow({**record, "pred_score": json.dumps(record["pred_score"])})
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, list) else v for k, v in record.items()}
+            )
         payload = text.getvalue().encode()
     elif suffix == ".json":
         payload = json.dumps(records, indent=1).encode()

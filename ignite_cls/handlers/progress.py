@@ -34,9 +34,16 @@ LINE_SECONDS = 5.0  # plain progress lines: at most one per this many seconds
 logger = logging.getLogger(LOGGER_NAME)
 
 
+def _not_a_terminating_run(record: logging.LogRecord) -> bool:
+    """Ignite logs the exception that ends a run, traceback text and all, before raising it;
+    the entry point reports it (one line for a user error), so that log record is dropped."""
+    return "run is terminating due to exception" not in record.getMessage()
+
+
 def setup_logging(log_file: Path | None) -> logging.Logger:
     """The project logger: INFO to stderr, everything (with iteration records) to ``log_file``;
     warnings only off rank 0."""
+    logging.getLogger("ignite.engine.engine.Engine").addFilter(_not_a_terminating_run)
     logger.handlers.clear()
     logger.propagate = False
     if idist.get_rank() != 0:

@@ -97,6 +97,16 @@ def common_tags(job: Any) -> dict[str, str]:
     return {**tags, **git_tags(Path.cwd())}
 
 
+def checkpoint_identity(source: str, train_run_id: str | None) -> tuple[dict, dict[str, str]]:
+    """Params naming a checkpoint (its path or URL and its sha256) and the tag naming the
+    train run that wrote it."""
+    from ignite_cls.checkpoint_io import resolve, sha256_of
+
+    params = {"cli.checkpoint": source, "run.checkpoint_sha256": sha256_of(resolve(source))}
+    tags = {"ignite_cls.train_run_id": str(train_run_id)} if train_run_id else {}
+    return params, tags
+
+
 def dataset_digest(dataset: Any) -> str:
     """A fingerprint of the sample list (names and labels), not of the pixels."""
     digest = hashlib.sha256()

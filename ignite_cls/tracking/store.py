@@ -31,7 +31,7 @@ logger = logging.getLogger("ignite_cls")
 
 DEFAULT_DB = "mlflow.db"
 FILE_STORE = "mlruns"
-TRACKED_COMMANDS = ("train", "test")
+TRACKED_COMMANDS = ("train", "test", "predict")
 
 
 def file_store_in(folder: Path) -> bool:

@@ -10,7 +10,12 @@ import numpy as np
 
 from ignite_cls.config import setting
 from ignite_cls.engines import scalar_metrics
-from ignite_cls.tracking.records import common_params, common_tags, per_class_table
+from ignite_cls.tracking.records import (
+    checkpoint_identity,
+    common_params,
+    common_tags,
+    per_class_table,
+)
 from ignite_cls.tracking.run import RunTracker
 
 
@@ -24,23 +29,15 @@ class TestTracker(RunTracker):
         """Open the run once the checkpoint and the test data are loaded."""
         if not self.active:
             return
-        from ignite_cls.checkpoint_io import resolve, sha256_of
-
         cfg = self.job.cfg
-        params = common_params(self.job)
-        params.update(
-            {
-                "cli.checkpoint": self.job.checkpoint,
-                "run.checkpoint_sha256": sha256_of(resolve(self.job.checkpoint)),
-                "dataset.test.size": len(test_set),
-                "dataset.num_classes": len(test_set.classes),
-            }
-        )
-        tags = common_tags(self.job)
         train_run = (checkpoint.get("run_state") or {}).get("mlflow_run_id")
-        if train_run:
-            tags["ignite_cls.train_run_id"] = str(train_run)
-        self._open(params, tags, resume_id=None)
+        params, tags = checkpoint_identity(self.job.checkpoint, train_run)
+        params |= {
+            **common_params(self.job),
+            "dataset.test.size": len(test_set),
+            "dataset.num_classes": len(test_set.classes),
+        }
+        self._open(params, {**common_tags(self.job), **tags}, resume_id=None)
         self._log_datasets(
             {"testing": (cfg["data"]["test"], cfg["data"]["test"]["split"], test_set)}
         )

@@ -98,6 +98,7 @@ class TrainTracker(RunTracker):
         from ignite_cls.checkpoint_io import load_checkpoint
         from ignite_cls.serving import log_served_model
         from ignite_cls.tracking.plots import save_training_curves
+        from ignite_cls.visualize.png import png_bytes
 
         self.flush()
         histories = {
@@ -113,9 +114,9 @@ class TrainTracker(RunTracker):
         if setting(self.job.cfg, "mlflow.log_model"):
             # the best weights; the final ones when nothing was validated
             if best is not None:
-                state, source = load_checkpoint(best)["model"], str(best)
+                state, weights = load_checkpoint(best)["model"], best.name
             else:
-                state, source = getattr(self.model, "module", self.model).state_dict(), "final"
+                state, weights = getattr(self.model, "module", self.model).state_dict(), "final"
             images = self.data.get("val", self.data["train"])[0]
-            example = torch.stack([images[i][0] for i in range(min(2, len(images)))]).float()
-            log_served_model(self.job.cfg, state, source, self.classes, example)
+            example = png_bytes(images.load_rgb(0))
+            log_served_model(self.job.cfg, state, self.classes, example, weights)

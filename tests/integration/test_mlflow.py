@@ -290,33 +290,39 @@ def test_train_run_artifacts_and_dataset(quickstart):
 
 
 def test_logged_model_predicts_like_the_best_checkpoint(quickstart, monkeypatch):
-    import mlflow.pytorch
+    """The logged model takes image file bytes and answers as `test` of the best checkpoint
+    did (its --out records); its torch module gives the same classes."""
+    import mlflow
+    import pandas as pd
     from mlflow.models import get_model_info
 
-    from ignite_cls.config import load_config, with_defaults
-    from ignite_cls.data import build_data
-    from ignite_cls.models import build_model
+    from ignite_cls.data import DigitsDataset
+    from ignite_cls.visualize.png import png_bytes
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{quickstart['folder']}/mlflow.db")
     uri = f"runs:/{quickstart['train'].info.run_id}/model"
     info = get_model_info(uri)
-    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, 32, 32)
+    assert info.signature.inputs.to_dict() == [
+        {"type": "binary", "name": "image", "required": True}
+    ]
     assert info.metadata["classes"] == [str(i) for i in range(10)]
-    logged = mlflow.pytorch.load_model(uri)
+    assert info.metadata["weights"] == quickstart["best"].name
 
-    cfg = with_defaults(load_config(quickstart["folder"] / "work" / "quickstart.py"))
-    test_set = build_data(cfg, ["test"], 0, 1, pin_memory=False)["test"][0]
-    images = torch.stack([test_set[i][0] for i in range(5)]).float()  # 0-255, as read
-    network = build_model({**cfg["model"], "pretrained": None}, 10)
-    network.load_state_dict(torch.load(quickstart["best"], weights_only=True)["model"])
-    network.eval()
-    mean = torch.tensor(cfg["data"]["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["data"]["std"]).view(1, 3, 1, 1)
+    tested = json.loads((quickstart["folder"] / "preds.json").read_text())[:40]
+    digits = DigitsDataset("test")
+    images = [png_bytes(digits.load_rgb(i)) for i in range(len(tested))]
+    model = mlflow.pyfunc.load_model(uri)
+    answers = model.predict(pd.DataFrame({"image": images}), params={"topk": 3})
+    assert answers["index"].tolist() == [t["pred_label"] for t in tested]
+    scores = [t["pred_score"][t["pred_label"]] for t in tested]
+    assert answers["score"].tolist() == pytest.approx(scores, abs=1e-6)
+    assert all(len(k) == 3 for k in answers["topk_classes"])
+
+    classifier = model.unwrap_python_model().classifier
+    pixels = torch.stack([classifier.preprocess(digits.load_rgb(i)) for i in range(len(tested))])
     with torch.no_grad():
-        expected = network((images - mean) / std)
-        served = logged(images)
-    assert torch.allclose(served, expected, atol=1e-4), (served - expected).abs().max()
-    assert served.argmax(1).tolist() == expected.argmax(1).tolist()
+        logits = classifier.torch_module()(pixels.float())
+    assert logits.argmax(1).tolist() == answers["index"].tolist()
 
 
 def test_test_run_records_checkpoint_metrics_and_tables(quickstart):

@@ -22,7 +22,7 @@ def captured_run(monkeypatch) -> list[dict]:
     what is under test here is how argv binds to the command's parameters."""
     calls: list[dict] = []
 
-    def record(command, config, flags, cfg_options, checkpoint=None) -> None:
+    def record(command, config, flags, cfg_options, checkpoint=None, inputs=()) -> None:
         calls.append(
             dict(
                 command=command,
@@ -30,6 +30,7 @@ def captured_run(monkeypatch) -> list[dict]:
                 flags=flags,
                 cfg_options=cfg_options,
                 checkpoint=checkpoint,
+                inputs=list(inputs),
             )
         )
 
@@ -91,6 +92,32 @@ def test_test_gives_every_item_to_cfg_options_and_nothing_to_other_flags(capture
     assert call["cfg_options"] == ["a=1", "b=2", "c=3"]
     assert call["checkpoint"] == "ck.pt"
     assert all(call["flags"][name] is None for name in ("work_dir", "out", "out_item", "show_dir"))
+
+
+def test_predict_takes_every_input_before_the_flags(captured_run):
+    argv = ["predict", "c.py", "ck.pt", "a.jpg", "imgs/", "*.png", "--topk", "3"]
+    assert main([*argv, "--cfg-options", "a=1", "b=2"]) == 0
+    (call,) = captured_run
+    assert call["inputs"] == ["a.jpg", "imgs/", "*.png"]
+    assert call["flags"]["topk"] == 3 and call["cfg_options"] == ["a=1", "b=2"]
+
+
+def test_each_flag_sets_its_command_s_config_key():
+    assert cli.flag_overrides("test", {"out": "o.json", "amp": False, "show": True}) == {
+        "test.out": "o.json",
+        "test.show": True,
+    }
+    predicted = {"out": "o.csv", "topk": 3, "batch_size": 8, "amp": True, "resume": None}
+    assert cli.flag_overrides("predict", predicted) == {
+        "predict.out": "o.csv",
+        "predict.topk": 3,
+        "data.test.batch_size": 8,
+        "amp.enabled": True,
+    }
+    assert cli.flag_overrides("train", {"no_validate": True, "resume": True}) == {
+        "schedule.validate": False,
+        "resume": "auto",
+    }
 
 
 def test_flags_after_cfg_options_keep_their_values(captured_run):

@@ -51,7 +51,7 @@ def blocks(rgb: np.ndarray, factor: int) -> np.ndarray:
 
 def collector_for(labels: list[int], preds: list[int], scores: list[float], n_classes=10):
     """A collector as the evaluator leaves it: sample i predicted preds[i] with scores[i]."""
-    collector = PredictionCollector()
+    collector = PredictionCollector(n_classes)
     table = torch.full((len(labels), n_classes), 0.0)
     for i, (p, s) in enumerate(zip(preds, scores, strict=True)):
         table[i] = (1 - s) / (n_classes - 1)
