@@ -307,6 +307,7 @@ def test_logged_model_predicts_like_the_best_checkpoint(quickstart, monkeypatch)
     ]
     assert info.metadata["classes"] == [str(i) for i in range(10)]
     assert info.metadata["weights"] == quickstart["best"].name
+    assert info.saved_input_example_info is not None  # an image, as a request would carry it
 
     tested = json.loads((quickstart["folder"] / "preds.json").read_text())[:40]
     digits = DigitsDataset("test")

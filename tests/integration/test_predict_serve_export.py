@@ -142,6 +142,12 @@ def test_predict_prints_a_table_without_out_and_is_an_mlflow_run(trained):
     assert run.data.tags["ignite_cls.train_run_id"] == train.info.run_id
     assert run.data.params["dataset.predict.size"] == "4"
 
+    ok(predict(trained, *images, "--out", "ships.csv", cwd=folder, tracked=True))
+    runs = client.search_runs([experiment.experiment_id], "tags.`ignite_cls.command` = 'predict'")
+    assert len(runs) == 2 and runs[0].data.params["cli.out"] == "ships.csv"
+    logged = client.download_artifacts(runs[0].info.run_id, "outputs/ships.csv")
+    assert Path(logged).read_text() == (folder / "ships.csv").read_text()
+
 
 def _break(folder: Path) -> Path:
     bad = folder / "cat" / "broken.jpg"
@@ -206,7 +212,7 @@ def serving(model_uri: str, cwd: Path, env: dict) -> Iterator[str]:
         proc.wait(timeout=60)
 
 
-def test_the_logged_model_is_served_and_answers_like_predict(trained, tmp_path):
+def test_the_logged_model_is_served_and_answers_like_predict(trained, tmp_path, monkeypatch):
     import mlflow
     import pandas as pd
     from mlflow import MlflowClient
@@ -237,7 +243,7 @@ def test_the_logged_model_is_served_and_answers_like_predict(trained, tmp_path):
     assert [a["score"] for a in answers] == pytest.approx(scores, abs=1e-6)
     assert all(len(a["topk_classes"]) == 3 for a in answers)
 
-    mlflow.set_tracking_uri(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     loaded = mlflow.pyfunc.load_model(model_uri)
     frame = loaded.predict(pd.DataFrame({"image": [p.read_bytes() for p in images]}))
     assert frame["index"].tolist() == [a["index"] for a in answers]
