@@ -8,7 +8,9 @@ Measured on the config's own model and data, in one process:
   loop with the same model, optimizer, AMP mode and loader;
 - end-to-end test images/s through the evaluator (metrics, prediction collection) and a plain
   loop doing the same work;
-- start-up: ``python -m ignite_cls --help`` against ``python -c "import torch"``.
+- start-up: ``python -m ignite_cls --help`` against ``python -c "import torch"``;
+- whole commands: ``train`` and ``test`` as separate processes, MLflow on, against
+  ``benchmarks/plain.py`` doing the same work (``whole_command.py``).
 Paired measurements alternate in A B B A order and report medians, so drift in the machine's
 speed hits both sides alike; the data pipeline, fast next to a training step, is measured for
 at least ``DATA_SECONDS`` each time.
@@ -39,6 +41,7 @@ from ignite_cls.handlers.progress import setup_logging
 from ignite_cls.job import Job
 from ignite_cls.models import build_model
 from ignite_cls.train import build_trainer
+from ignite_cls.whole_command import whole_command_figures
 
 
 class Clock:
@@ -167,7 +170,9 @@ def _startup_seconds(args: list[str], repeats: int = 5) -> float:
     return min(times)
 
 
-def run_benchmark(job: Job, steps: int, repeats: int, json_path: str | None) -> dict[str, float]:
+def run_benchmark(
+    job: Job, steps: int, repeats: int, command_repeats: int, json_path: str | None
+) -> dict[str, float]:
     cfg = job.cfg
     device = idist.device()
     setup_logging(None)
@@ -247,6 +252,8 @@ def run_benchmark(job: Job, steps: int, repeats: int, json_path: str | None) -> 
     figures["help_s"] = _startup_seconds([sys.executable, "-m", "ignite_cls", "--help"])
     figures["import_torch_s"] = _startup_seconds([sys.executable, "-c", "import torch"])
     figures["startup_ratio"] = figures["import_torch_s"] / figures["help_s"]
+    if command_repeats > 0:
+        figures |= whole_command_figures(job, num_classes, command_repeats)
     print(format_report(figures))
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
@@ -258,6 +265,8 @@ RATIOS = {
     "test_ratio": "test: ignite_cls / plain loop",
     "data_ratio": "data: ignite_cls / ImageFolder+PIL",
     "startup_ratio": "start-up: import torch / --help",
+    "train_wall_ratio": "whole train command: ignite_cls / plain.py",
+    "test_wall_ratio": "whole test command: ignite_cls / plain.py",
 }
 
 

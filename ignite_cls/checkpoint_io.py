@@ -22,8 +22,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ignite_cls.errors import UserError
 
 CHECKPOINT_NAME = re.compile(r"^epoch_(\d+)(?:_iter_(\d+))?\.pt$")
@@ -71,6 +69,8 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
 
 
 def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
+    import torch
+
     atomic_write(Path(path), lambda f: torch.save(checkpoint, f))
 
 
@@ -125,6 +125,8 @@ def resolve(source: str | os.PathLike) -> Path:
 
 def load_checkpoint(source: str | os.PathLike) -> dict:
     """Load a checkpoint (path or URL) on the CPU, safely; broken files give one-line errors."""
+    import torch
+
     path = resolve(source)
     if path.stat().st_size == 0:
         raise UserError(f"checkpoint is empty (0 bytes): {path}")

@@ -84,14 +84,15 @@ def flag_overrides(command: str, flags: dict[str, Any]) -> dict[str, Any]:
 def _run(
     command: str, config: str, flags: dict[str, Any], cfg_options, checkpoint=None, inputs=()
 ) -> None:
-    """Build the job, create its MLflow store (once, before any worker), start the workers."""
+    """Build the job, start the MLflow tracking agent (on rank 0, before torch is imported, so
+    both start up side by side), start the workers."""
     from ignite_cls.job import make_job
     from ignite_cls.launch import launch
-    from ignite_cls.tracking.store import prepare_store
+    from ignite_cls.tracking import agent
 
     overrides = flag_overrides(command, flags)
     job = make_job(command, config, flags, overrides, cfg_options, checkpoint, list(inputs))
-    prepare_store(job)
+    agent.start(job)
     launch(job)
 
 
@@ -253,22 +254,26 @@ def benchmark(
     config: str,
     steps: int = 30,
     repeats: int = 3,
+    command_repeats: int = 3,
     json: str | None = None,
     cfg_options: list[str] | None = None,
 ) -> None:
-    """Measure data, model-step, training and test images/s against plain PyTorch baselines.
+    """Measure data, model-step, training and test images/s against plain PyTorch baselines,
+    and the whole train and test commands against a plain script doing the same work.
 
     Args:
         config: the config file whose model and data are measured.
         steps: batches per measurement (the data pipeline runs for at least 3 s too).
         repeats: alternating repeats of each paired measurement (medians are reported).
+        command_repeats: pairs of whole train and test commands (0: none); folder data only.
         json: also write the figures to this JSON file.
         cfg_options: config overrides as key=value items; applied last.
     """
     from ignite_cls.benchmark import run_benchmark
     from ignite_cls.job import make_job
 
-    run_benchmark(make_job("benchmark", config, {}, {}, cfg_options), steps, repeats, json)
+    job = make_job("benchmark", config, {}, {}, cfg_options)
+    run_benchmark(job, steps, repeats, command_repeats, json)
 
 
 COMMANDS = {

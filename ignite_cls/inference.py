@@ -28,7 +28,7 @@ from ignite_cls.data.images import read_image
 from ignite_cls.data.transforms import build_transform
 from ignite_cls.engines import StepSettings
 from ignite_cls.errors import UserError
-from ignite_cls.models import build_model, load_weights
+from ignite_cls.models import build_trained_model
 
 TOPK = 5
 
@@ -106,9 +106,8 @@ class Classifier:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
-        arch = {**cfg["model"], "pretrained": None, "compile": False}
-        model = build_model(arch, len(classes))
-        load_weights(model, model_state(loaded, source), source)
+        arch = {**cfg["model"], "compile": False}
+        model = build_trained_model(arch, len(classes), model_state(loaded, source), source)
         settings = StepSettings.from_config(cfg, device)
         return cls(model.to(device), cfg, classes, settings, run_state.get("mlflow_run_id"))
 
@@ -157,17 +156,16 @@ class Classifier:
         """The model as a plain module on the CPU: float32 RGB (N, 3, H, W) on the 0-255
         scale in, logits out, normalisation inside (what ``export`` writes)."""
         mean, std = setting(self.cfg, "data.mean"), setting(self.cfg, "data.std")
-        network = build_model({**self.cfg["model"], "pretrained": None, "compile": False,
-                               "channels_last": False}, len(self.classes))  # fmt: skip
-        network.load_state_dict({k: v.cpu() for k, v in self.model.state_dict().items()})
+        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        plain = {**self.cfg["model"], "channels_last": False}
+        network = build_trained_model(plain, len(self.classes), state, "the classifier")
         return nn.Sequential(v2.Normalize(mean, std), network).eval()
 
 
 def save_for_inference(path: str | os.PathLike, state: dict, cfg: dict, classes: list[str]) -> Path:
-    """A slim checkpoint (weights, class names, config) that ``from_checkpoint`` loads."""
-    from ignite_cls.checkpoint_io import save_checkpoint
-
+    """A slim checkpoint (weights, class names, config) that ``from_checkpoint`` loads; a
+    temporary file, so written plainly (``checkpoint_io.save_checkpoint`` makes files last)."""
     payload = {"model": {k: v.detach().cpu() for k, v in state.items()}}
     payload["run_state"] = {"classes": list(classes), "config": cfg}
-    save_checkpoint(payload, path)
+    torch.save(payload, path)
     return Path(path)

@@ -109,7 +109,10 @@ def worker(local_rank: int, job: Job, hidden_env: dict[str, str]) -> None:
     import ignite.distributed as idist
     import torch
 
+    from ignite_cls.tracking import agent
+
     os.environ.update(hidden_env)
+    agent.start(job)  # a spawned rank 0's own (the command started it otherwise)
     try:
         try:
             run_command(job)

@@ -54,12 +54,32 @@ def load_pretrained(model: nn.Module, source: str) -> None:
     model.load_state_dict(compatible, strict=False)
 
 
-def load_weights(model: nn.Module, state: dict, source: str) -> None:
-    """Load a checkpoint's model weights strictly, summarising any mismatch in one line."""
+def load_weights(model: nn.Module, state: dict, source: str, assign: bool = False) -> None:
+    """Load a checkpoint's model weights strictly, summarising any mismatch in one line
+    (``assign``: take the checkpoint's tensors themselves, as a model on the meta device
+    needs)."""
     result = _mismatch(model.state_dict(), state)
     if result:
         raise UserError(f"checkpoint {source} does not fit the model: {result}")
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=assign)
+
+
+def build_trained_model(model_cfg: dict, num_classes: int, state: dict, source: str) -> nn.Module:
+    """The architecture with a checkpoint's weights, built without first drawing the random
+    weights the checkpoint replaces (on the meta device; a model holding tensors that no
+    state dict carries is built the ordinary way)."""
+    plain = {**model_cfg, "pretrained": None, "compile": False, "channels_last": False}
+    with torch.device("meta"):
+        model = build_model(plain, num_classes)
+    load_weights(model, state, source, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model = build_model(plain, num_classes)
+        load_weights(model, state, source)
+    if model_cfg["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    if model_cfg["compile"]:
+        model.compile()
+    return model
 
 
 def _mismatch(own: dict, state: dict) -> str:

@@ -12,40 +12,48 @@ gives the same records. Decoding and preprocessing are ``Classifier``'s, so the 
 The model holds a slim checkpoint (weights, class names, config) and this package's code
 (``mlflow_model.py`` builds it on loading, nothing is unpickled), so loading it needs only
 this project's dependencies.
+
+Two steps, in two processes: the command, which has PyTorch loaded, writes the model's files
+into a folder as soon as a best checkpoint is written (``prepare_served_model``); the
+tracking agent logs that folder (``log_served_model``) without importing PyTorch.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib.metadata
+import json
 import shutil
-import tempfile
 from pathlib import Path
-
-import mlflow.pyfunc
-import pandas as pd
-
-from ignite_cls.data.images import decode_image
-from ignite_cls.inference import TOPK, Classifier, save_for_inference
 
 IMAGE_COLUMN = "image"
 PACKAGE_DIR = Path(__file__).resolve().parent
+WEIGHTS_FILE, EXAMPLE_FILE, ANSWER_FILE = "model.pt", "example.png", "example_answer.json"
 
 
-class ImageClassifierModel(mlflow.pyfunc.PythonModel):
-    """Image file bytes in, one prediction record per image out."""
+def prepare_served_model(checkpoint: str | Path, example_image: bytes, folder: Path) -> Path:
+    """Write the slim checkpoint of ``checkpoint``, the example image and the model's answer
+    to it (the logged signature's output) into ``folder``."""
+    from ignite_cls.checkpoint_io import load_checkpoint, model_state
+    from ignite_cls.data.images import decode_image
+    from ignite_cls.inference import TOPK, Classifier, save_for_inference
 
-    def load_context(self, context) -> None:
-        self.classifier = Classifier.from_checkpoint(context.artifacts["checkpoint"], device="cpu")
-
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        images = []
-        for number, data in enumerate(model_input[IMAGE_COLUMN]):
-            if isinstance(data, str):  # base64 text, as in a JSON request
-                data = base64.b64decode(data)
-            images.append(decode_image(bytes(data), f"{IMAGE_COLUMN} of record {number}"))
-        topk = int((params or {}).get("topk", TOPK))
-        return pd.DataFrame(self.classifier.predict(images, topk=topk))
+    loaded = load_checkpoint(checkpoint)
+    classes = loaded["run_state"]["classes"]
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = save_for_inference(
+        folder / WEIGHTS_FILE,
+        model_state(loaded, str(checkpoint)),
+        loaded["run_state"]["config"],
+        classes,
+    )
+    answer = Classifier.from_checkpoint(weights, device="cpu").predict(
+        [decode_image(example_image, "the example image")]
+    )
+    (folder / EXAMPLE_FILE).write_bytes(example_image)
+    (folder / ANSWER_FILE).write_text(
+        json.dumps({"classes": classes, "answer": answer, "topk": TOPK})
+    )
+    return folder
 
 
 def requirements() -> list[str]:
@@ -60,28 +68,28 @@ def requirements() -> list[str]:
     return pinned
 
 
-def log_served_model(
-    cfg: dict, state: dict, classes: list[str], example_image: bytes, weights: str
-) -> None:
-    """``state`` as the open MLflow run's ``model`` (see the module docstring); ``weights``
-    says which weights they are, ``example_image`` is an image file's bytes."""
+def log_served_model(folder: Path, weights: str) -> None:
+    """The model ``prepare_served_model`` wrote into ``folder``, into the open MLflow run as
+    ``model``; ``weights`` says which weights they are. The example's answer was computed
+    when the folder was written, so MLflow is not asked to load the model again."""
+    import pandas as pd
     from mlflow.models import infer_signature
 
-    example = pd.DataFrame({IMAGE_COLUMN: [example_image]})
-    with tempfile.TemporaryDirectory() as folder:
-        checkpoint = save_for_inference(Path(folder) / "model.pt", state, cfg, classes)
-        code = Path(folder) / "ignite_cls"
-        shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
-        probe = ImageClassifierModel()  # what loading the logged model gives, for its output
-        probe.classifier = Classifier.from_checkpoint(checkpoint, device="cpu")
-        output = probe.predict(None, example)
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PACKAGE_DIR / "mlflow_model.py"),
-            artifacts={"checkpoint": str(checkpoint)},
-            code_paths=[str(code)],
-            signature=infer_signature(example, output, params={"topk": TOPK}),
-            input_example=example,
-            pip_requirements=requirements(),
-            metadata={"classes": classes, "weights": weights},
-        )
+    from ignite_cls.compat import log_pyfunc_model_unchecked
+
+    code = folder / "ignite_cls"
+    shutil.rmtree(code, ignore_errors=True)
+    shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__"))
+    example = pd.DataFrame({IMAGE_COLUMN: [(folder / EXAMPLE_FILE).read_bytes()]})
+    facts = json.loads((folder / ANSWER_FILE).read_text())
+    answer = pd.DataFrame(facts["answer"])
+    log_pyfunc_model_unchecked(
+        name="model",
+        python_model=str(PACKAGE_DIR / "mlflow_model.py"),
+        artifacts={"checkpoint": str(folder / WEIGHTS_FILE)},
+        code_paths=[str(code)],
+        signature=infer_signature(example, answer, params={"topk": facts["topk"]}),
+        input_example=example,
+        pip_requirements=requirements(),
+        metadata={"classes": facts["classes"], "weights": weights},
+    )

@@ -17,7 +17,7 @@ from ignite_cls.handlers.predictions import PredictionCollector, write_metrics, 
 from ignite_cls.handlers.progress import ConsoleProgress, log_skipped_images, setup_logging
 from ignite_cls.handlers.visualize import attach_visualizer, write_mistakes_grid
 from ignite_cls.job import Job
-from ignite_cls.models import build_model, load_weights
+from ignite_cls.models import build_trained_model
 from ignite_cls.tracking.testing import TestTracker
 from ignite_cls.visualize.windows import require_display
 
@@ -51,8 +51,7 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
             f"do not match the test data's ({len(classes)}: {', '.join(classes[:4])}, ...)"
         )
     num_classes = setting(cfg, "model.num_classes") or len(classes)
-    model = build_model({**cfg["model"], "pretrained": None}, num_classes)
-    load_weights(model, state, job.checkpoint)
+    model = build_trained_model(cfg["model"], num_classes, state, job.checkpoint)
     model = idist.auto_model(model)
     tracker.start(checkpoint, test_set)
 

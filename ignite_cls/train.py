@@ -157,10 +157,11 @@ def run_training(job: Job) -> None:
             return
 
     with TrainTracker(job, run_state) as tracker:  # the MLflow run: opened here, rank 0
-        tracker.start(model, optimizer, data, settings.amp_mode)
-        tracker.attach(trainer, training.log, evaluator, checkpointers.best)
+        tracker.start(optimizer, data, settings.amp_mode)
+        tracker.attach(trainer, training.log, evaluator, checkpointers)
         try:
             trainer.run(train_loader, max_epochs=max_epochs, epoch_length=epoch_length)
         finally:
             console.close()
             stop_loader_workers(loader for _, loader in data.values())
+            checkpointers.wait()  # whatever ended the run, what was handed over is on disk

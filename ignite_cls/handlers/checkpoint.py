@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,32 +31,71 @@ from ignite_cls.errors import UserError
 
 logger = logging.getLogger("ignite_cls")
 
+BEST_PREFIX = "best_"  # the best checkpoint's file name starts so
+
 
 class DurableSaver(BaseSaveHandler):
     """Saves on rank 0, atomically and durably (temp file, fsync, rename: survives a kill or
-    a power loss).
+    a power loss), in the background: the checkpoint's tensors are copied (milliseconds) and
+    training goes on while a writer thread puts them on disk, one file after the other.
 
     Ignite's Checkpoint removes the oldest file *before* writing the new one; here removals
     wait until the new file is safely written, so a failed save (disk full, kill) never
-    leaves fewer good checkpoints than before.
+    leaves fewer good checkpoints than before. A failed write is raised by the next save or
+    by ``wait``, which callers use before they read, name or report a checkpoint.
     """
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        self.on_written: list[Callable[[Path], None]] = []  # called in the writer thread
         self._pending_removals: list[str] = []
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer")
+        self._writes: list[Future] = []
         if idist.get_rank() == 0:
             self.folder.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, checkpoint: dict, filename: str, metadata: dict | None = None) -> None:
-        if idist.get_rank() == 0:
-            save_checkpoint(checkpoint, self.folder / filename)
-            for old in self._pending_removals:
-                if old != filename:
-                    (self.folder / old).unlink(missing_ok=True)
-        self._pending_removals.clear()
+        removals, self._pending_removals = self._pending_removals, []
+        if idist.get_rank() != 0:
+            return
+        self._raise_failed()
+        snapshot = _detached_copy(checkpoint)
+        self._writes.append(self._writer.submit(self._write, snapshot, filename, removals))
+
+    def _write(self, checkpoint: dict, filename: str, removals: list[str]) -> None:
+        save_checkpoint(checkpoint, self.folder / filename)
+        for old in removals:
+            if old != filename:
+                (self.folder / old).unlink(missing_ok=True)
+        for callback in self.on_written:
+            callback(self.folder / filename)
 
     def remove(self, filename: str) -> None:
         self._pending_removals.append(filename)
+
+    def wait(self) -> None:
+        """Block until every checkpoint handed over is on disk; raise a failed write."""
+        for write in self._writes:
+            write.exception()
+        self._raise_failed()
+
+    def _raise_failed(self) -> None:
+        done = [w for w in self._writes if w.done()]
+        self._writes = [w for w in self._writes if not w.done()]
+        for write in done:
+            if write.exception() is not None:
+                raise write.exception()
+
+
+def _detached_copy(value: Any) -> Any:
+    """``value`` with every tensor copied to the CPU (state dicts hold the live tensors)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _detached_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_detached_copy(v) for v in value)
+    return value
 
 
 class RunState:
@@ -105,9 +146,11 @@ def _progress_name(engine: Engine, _: Any) -> str:
 
 
 def last_checkpoint_path(checkpointer: Checkpoint | None) -> Path | None:
-    """Where ``checkpointer`` wrote its newest file (None before it wrote one)."""
+    """Where ``checkpointer`` wrote its newest file (None before it wrote one), once it is
+    on disk."""
     if checkpointer is None or checkpointer.last_checkpoint is None:
         return None
+    checkpointer.save_handler.wait()
     return checkpointer.save_handler.folder / checkpointer.last_checkpoint
 
 
@@ -119,6 +162,10 @@ class Checkpointers:
     periodic: Checkpoint
     best: Checkpoint | None
     objects: dict[str, Any]
+
+    def wait(self) -> None:
+        """Every checkpoint handed over is on disk (``DurableSaver.wait``)."""
+        self.periodic.save_handler.wait()
 
 
 def attach_checkpoints(
@@ -139,7 +186,7 @@ def attach_checkpoints(
             score_name=metric.replace("/", "_"),
             n_saved=1,
             global_step_transform=global_step_from_engine(trainer, Events.EPOCH_COMPLETED),
-            filename_pattern="best_{score_name}_epoch_{global_step}.{ext}",
+            filename_pattern=BEST_PREFIX + "{score_name}_epoch_{global_step}.{ext}",
         )
         evaluator.add_event_handler(Events.COMPLETED, best)
         objects["best_checkpointer"] = best

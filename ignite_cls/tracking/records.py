@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import ignite.distributed as idist
 import numpy as np
 
 from ignite_cls.config import flatten
@@ -47,6 +46,8 @@ def param_entries(values: dict[str, Any]) -> dict[str, str]:
 
 def common_params(job: Any) -> dict[str, Any]:
     """Every merged config key (dotted), the CLI flags (``cli.*``) and package versions."""
+    import ignite.distributed as idist
+
     params: dict[str, Any] = dict(flatten(job.cfg))
     params.update({f"cli.{name}": value for name, value in job.flags.items()})
     for name, dist in VERSIONS.items():
@@ -89,22 +90,19 @@ def git_tags(folder: Path) -> dict[str, str]:
 
 
 def common_tags(job: Any) -> dict[str, str]:
-    tags = {
+    """Command, config and launcher (the tracking agent adds the git tags)."""
+    return {
         "ignite_cls.command": job.command,
         "ignite_cls.config": str(Path(job.config_path).resolve()),
         "ignite_cls.launcher": job.launcher,
     }
-    return {**tags, **git_tags(Path.cwd())}
 
 
 def checkpoint_identity(source: str, train_run_id: str | None) -> tuple[dict, dict[str, str]]:
-    """Params naming a checkpoint (its path or URL and its sha256) and the tag naming the
-    train run that wrote it."""
-    from ignite_cls.checkpoint_io import resolve, sha256_of
-
-    params = {"cli.checkpoint": source, "run.checkpoint_sha256": sha256_of(resolve(source))}
+    """Params naming a checkpoint (its path or URL; the agent adds its sha256) and the tag
+    naming the train run that wrote it."""
     tags = {"ignite_cls.train_run_id": str(train_run_id)} if train_run_id else {}
-    return params, tags
+    return {"cli.checkpoint": source}, tags
 
 
 def dataset_digest(dataset: Any) -> str:
@@ -115,7 +113,18 @@ def dataset_digest(dataset: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def described_dataset(split_cfg: dict, split: str, dataset: Any) -> Any:
+def dataset_facts(dataset: Any) -> dict[str, Any]:
+    """What a run input records of a dataset: its size, classes and a fingerprint."""
+    return {
+        "num_samples": len(dataset),
+        "num_classes": len(dataset.classes),
+        "digest": dataset_digest(dataset),
+    }
+
+
+def described_dataset(
+    split_cfg: dict, split: str, num_samples: int, num_classes: int, digest: str
+) -> Any:
     """An MLflow dataset (metadata only) for a split: source, name, digest, size profile."""
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -124,7 +133,7 @@ def described_dataset(split_cfg: dict, split: str, dataset: Any) -> Any:
     class ImageDataset(MetaDataset):
         @property
         def profile(self) -> dict:
-            return {"num_samples": len(dataset), "num_classes": len(dataset.classes)}
+            return {"num_samples": num_samples, "num_classes": num_classes}
 
         def to_dict(self) -> dict[str, str]:
             return {**super().to_dict(), "profile": json.dumps(self.profile)}
@@ -138,7 +147,7 @@ def described_dataset(split_cfg: dict, split: str, dataset: Any) -> Any:
         with warnings_silenced():
             source = resolve_dataset_source(str(path))
         name = f"{path.parent.name}/{path.name}" if kind == "folder" else f"{kind}/{split}"
-    return ImageDataset(source, name=name, digest=dataset_digest(dataset))
+    return ImageDataset(source, name=name, digest=digest)
 
 
 @contextlib.contextmanager

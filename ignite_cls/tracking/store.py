@@ -1,4 +1,4 @@
-"""Where runs go, and the store made ready before any worker starts.
+"""Where runs go, and the store and experiment made ready for a run.
 
 ``mlflow.tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's own default
 (``sqlite:///<current dir>/mlflow.db``), so a plain ``mlflow ui`` started in the training
@@ -6,16 +6,15 @@ folder lists them. A leftover ``./mlruns`` file store (which MLflow 3 refuses to
 which MLflow's default would pick) is left alone: runs go to ``./mlflow.db`` and a notice
 names the ``mlflow migrate-filestore`` command.
 
-The launching process creates the store and the experiment (``prepare_store``), under a lock
-on the database's folder, because two processes creating one sqlite store at once fail.
-MLflow is imported only inside the functions: the CLI imports this module.
+The tracking agent creates the store and the experiment (``open_store``) under a lock on the
+database's folder, because two processes creating one sqlite store at once fail. MLflow is
+imported only inside the functions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import urllib.error
 import urllib.parse
@@ -27,11 +26,8 @@ from typing import Any
 from ignite_cls.config import setting
 from ignite_cls.errors import UserError, one_line
 
-logger = logging.getLogger("ignite_cls")
-
 DEFAULT_DB = "mlflow.db"
 FILE_STORE = "mlruns"
-TRACKED_COMMANDS = ("train", "test", "predict")
 
 
 def file_store_in(folder: Path) -> bool:
@@ -76,26 +72,16 @@ def experiment_name(job: Any) -> str:
     return setting(job.cfg, "mlflow.experiment") or job.config_stem
 
 
-def prepare_store(job: Any) -> None:
-    """Create the store and the experiment in the launching process, before any worker.
-
-    Called by the CLI before it launches the workers; store problems (an unreachable
-    server, a file store URI) surface here as one-line errors instead of inside a worker.
-    Under torchrun, srun or mpirun every process runs this; only rank 0 acts.
-    """
-    if job.command not in TRACKED_COMMANDS or not setting(job.cfg, "mlflow.enabled"):
-        return
-    if job.rank != 0:
-        return
-    uri, origin = resolve_tracking_uri(job.cfg)
-    if origin == "fallback":
-        logger.warning(
-            f"notice: ./{FILE_STORE} holds an MLflow file store, which MLflow 3 no longer opens; "
-            f"runs go to {uri} (view: {view_hint(uri, origin)}); to keep the old runs, "
-            f"move them into a database: mlflow migrate-filestore --source {FILE_STORE} "
-            f"--target sqlite:///{FILE_STORE}.db"
-        )
-    open_store(uri, experiment_name(job), origin)
+def fallback_notice(uri: str, origin: str) -> str | None:
+    """What a person must know when a leftover ./mlruns file store is left alone."""
+    if origin != "fallback":
+        return None
+    return (
+        f"notice: ./{FILE_STORE} holds an MLflow file store, which MLflow 3 no longer opens; "
+        f"runs go to {uri} (view: {view_hint(uri, origin)}); to keep the old runs, "
+        f"move them into a database: mlflow migrate-filestore --source {FILE_STORE} "
+        f"--target sqlite:///{FILE_STORE}.db"
+    )
 
 
 @contextlib.contextmanager

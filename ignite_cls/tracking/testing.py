@@ -14,6 +14,7 @@ from ignite_cls.tracking.records import (
     checkpoint_identity,
     common_params,
     common_tags,
+    dataset_facts,
     per_class_table,
 )
 from ignite_cls.tracking.run import RunTracker
@@ -37,28 +38,21 @@ class TestTracker(RunTracker):
             "dataset.test.size": len(test_set),
             "dataset.num_classes": len(test_set.classes),
         }
-        self._open(params, {**common_tags(self.job), **tags}, resume_id=None)
-        self._log_datasets(
-            {"testing": (cfg["data"]["test"], cfg["data"]["test"]["split"], test_set)}
-        )
+        split_cfg = cfg["data"]["test"]
+        datasets = [("testing", split_cfg, split_cfg["split"], dataset_facts(test_set))]
+        self._open(params, {**common_tags(self.job), **tags}, None, datasets)
 
     def log_results(self, metrics: dict[str, Any], classes: list[str]) -> None:
         """``metrics`` as the evaluator left them (scalars, per-class tensors, confusion matrix)."""
         if self.run_id is None:
             return
-        from ignite_cls.tracking.plots import save_confusion_matrix
-
         scalars = scalar_metrics(metrics)
         self.log_metrics({f"test/{k}": v for k, v in scalars.items()}, step=0)
         self.flush()
         self.log_dict(scalars, "metrics/test_metrics.json")
         matrix = metrics["confusion_matrix"].cpu().numpy().astype(np.int64)
         self.log_text(per_class_table(metrics, classes, matrix), "metrics/per_class.csv")
-        self._log_figure(
-            lambda path: save_confusion_matrix(matrix, classes, path),
-            "confusion_matrix.png",
-            "plots",
-        )
+        self.agent.send("confusion", matrix, classes)
         out = setting(self.job.cfg, "test.out")
         if out and Path(out).is_file():
             self.log_artifact(out, "outputs")

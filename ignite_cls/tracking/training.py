@@ -4,18 +4,19 @@ model as an MLflow model."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint
-from torch import nn
 
 from ignite_cls.config import setting
 from ignite_cls.engines import TrainEvents, scalar_metrics
-from ignite_cls.handlers.checkpoint import last_checkpoint_path
-from ignite_cls.tracking.records import common_params, common_tags
+from ignite_cls.handlers.checkpoint import BEST_PREFIX, Checkpointers, last_checkpoint_path
+from ignite_cls.serving import prepare_served_model
+from ignite_cls.tracking.records import common_params, common_tags, dataset_facts
 from ignite_cls.tracking.run import RunTracker
+from ignite_cls.visualize.png import png_bytes
 
 CURVES = ["train/loss", "train/lr", "val/loss", "val/accuracy/top1", "val/accuracy/top5"]
 
@@ -29,7 +30,6 @@ class TrainTracker(RunTracker):
 
     def start(
         self,
-        model: nn.Module,
         optimizer: torch.optim.Optimizer,
         data: dict[str, tuple[Any, Any]],
         amp_mode: str,
@@ -38,7 +38,7 @@ class TrainTracker(RunTracker):
         if not self.active:
             return
         cfg = self.job.cfg
-        self.model, self.data = model, data
+        self.data = data
         self.classes = list(data["train"][0].classes)
         params = common_params(self.job)
         params.update(
@@ -49,22 +49,20 @@ class TrainTracker(RunTracker):
                 **{f"dataset.{split}.size": len(ds) for split, (ds, _) in data.items()},
             }
         )
-        self._open(params, common_tags(self.job), self.run_state.mlflow_run_id)
-        self.run_state.mlflow_run_id = self.run_id
         contexts = {"train": "training", "val": "validation"}
-        self._log_datasets(
-            {
-                contexts[split]: (cfg["data"][split], cfg["data"][split]["split"], ds)
-                for split, (ds, _) in data.items()
-            }
-        )
+        datasets = [
+            (contexts[split], cfg["data"][split], cfg["data"][split]["split"], dataset_facts(ds))
+            for split, (ds, _) in data.items()
+        ]
+        self._open(params, common_tags(self.job), self.run_state.mlflow_run_id, datasets)
+        self.run_state.mlflow_run_id = self.run_id
 
     def attach(
         self,
         trainer: Engine,
         training_log: Any,
         evaluator: Engine | None,
-        best_checkpointer: Checkpoint | None,
+        checkpointers: Checkpointers,
     ) -> None:
         """Record ``training_log``'s records and ``evaluator``'s validation metrics as the
         trainer announces them (``TrainEvents``); buffered metrics go out at each epoch's
@@ -72,7 +70,10 @@ class TrainTracker(RunTracker):
         if self.run_id is None:
             return
         self.training_log, self.evaluator = training_log, evaluator
-        self.best_checkpointer = best_checkpointer
+        self.checkpointers = checkpointers
+        self.model_source: Path | None = None  # the checkpoint of the prepared MLflow model
+        if setting(self.job.cfg, "mlflow.log_model"):
+            checkpointers.periodic.save_handler.on_written.append(self._on_checkpoint_written)
         trainer.add_event_handler(TrainEvents.RECORDED, self._on_record)
         trainer.add_event_handler(TrainEvents.VALIDATED, self._on_validated)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch)
@@ -94,29 +95,36 @@ class TrainTracker(RunTracker):
     def _on_epoch_started(self, engine: Engine) -> None:
         self.flush()  # the last epoch's metrics, validation included: one batch per epoch
 
-    def _on_completed(self, engine: Engine) -> None:
-        from ignite_cls.checkpoint_io import load_checkpoint
-        from ignite_cls.serving import log_served_model
-        from ignite_cls.tracking.plots import save_training_curves
-        from ignite_cls.visualize.png import png_bytes
+    def _example_image(self) -> bytes:
+        """An image of the validation set (else training) as PNG bytes: the model's example."""
+        images = self.data.get("val", self.data["train"])[0]
+        return png_bytes(images.load_rgb(0))
 
+    def _on_checkpoint_written(self, path: Path) -> None:
+        """A new best checkpoint: its MLflow model's files, written now (writer thread), so
+        that the end of the run only logs them."""
+        if not path.name.startswith(BEST_PREFIX):
+            return
+        try:
+            self._prepare_model(path)
+        except Exception:  # the end of the run tries again, and reports what fails then
+            self.model_source = None
+
+    def _prepare_model(self, checkpoint: Path) -> None:
+        prepare_served_model(checkpoint, self._example_image(), self.agent.workspace / "model")
+        self.model_source = checkpoint
+
+    def _on_completed(self, engine: Engine) -> None:
+        """The curves, the best checkpoint and the model: handed to the agent, which does
+        the work while the command closes."""
         self.flush()
-        histories = {
-            name: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, name)]
-            for name in CURVES
-        }
-        self._log_figure(
-            lambda path: save_training_curves(histories, path), "training_curves.png", "plots"
-        )
-        best = last_checkpoint_path(self.best_checkpointer)
+        self.agent.send("curves", CURVES)
+        best = last_checkpoint_path(self.checkpointers.best)
         if best is not None and setting(self.job.cfg, "mlflow.log_checkpoint"):
             self.log_artifact(best, "checkpoints")
         if setting(self.job.cfg, "mlflow.log_model"):
             # the best weights; the final ones when nothing was validated
-            if best is not None:
-                state, weights = load_checkpoint(best)["model"], best.name
-            else:
-                state, weights = getattr(self.model, "module", self.model).state_dict(), "final"
-            images = self.data.get("val", self.data["train"])[0]
-            example = png_bytes(images.load_rgb(0))
-            log_served_model(self.job.cfg, state, self.classes, example, weights)
+            weights = best or last_checkpoint_path(self.checkpointers.periodic)
+            if self.model_source != weights:
+                self._prepare_model(weights)
+            self.agent.send("model", str(self.agent.workspace / "model"), weights.name)

@@ -461,6 +461,73 @@ def test_killed_runs_end_killed_and_resume_continues_the_same_run(tiny_config, t
     assert loss_steps[-1] == epochs * 5 and len(loss_steps) >= epochs * 5 - 1
 
 
+def agents_in(folder: Path) -> list[int]:
+    """The tracking agent processes working in ``folder``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if b"ignite_cls.tracking.agent" in cmdline and Path(cwd) == folder:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_killed_command_leaves_its_run_killed_and_resume_completes_it(
+    tiny_config, tmp_path, monkeypatch
+):
+    """SIGKILL, no chance to close the run: the tracking agent ends it KILLED with what had
+    arrived, and goes; --resume continues the same run and records what was missing."""
+    args = ["train", tiny_config, "--work-dir", "work", "--cfg-options", "schedule.max_epochs=50"]
+    proc = subprocess.Popen(
+        cli(*args), cwd=tmp_path, env=cpu_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+
+        def validated_twice() -> bool:
+            if not (tmp_path / "mlflow.db").exists():
+                return False
+            client = client_for(tmp_path)
+            if client.get_experiment_by_name("tiny") is None:  # the store is being created
+                return False
+            runs = runs_of(client, "tiny")
+            return bool(runs) and len(steps(client, runs[0].info.run_id, "val/loss")) >= 2
+
+        wait_for(validated_twice, "two validations recorded", procs=[proc])
+        assert agents_in(tmp_path), "the command works with a tracking agent"
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    client = client_for(tmp_path)
+    wait_for(lambda: runs_of(client, "tiny")[0].info.status != "RUNNING", "the run to end", 60)
+    (killed,) = runs_of(client, "tiny")
+    assert killed.info.status == "KILLED"
+    assert "stopped without closing the run" in killed.data.tags["ignite_cls.error"]
+    wait_for(lambda: not agents_in(tmp_path), "the agent to exit", 60)
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import get_model_info
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    with pytest.raises((MlflowException, OSError)):
+        get_model_info(f"runs:/{killed.info.run_id}/model")  # the end never came
+
+    resume = ["train", tiny_config, "--work-dir", "work", "--resume", "--cfg-options"]
+    epochs = max(steps(client, killed.info.run_id, "val/loss")) + 1
+    resumed = run_cli(*resume, f"schedule.max_epochs={epochs}", cwd=tmp_path, tracked=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run,) = runs_of(client, "tiny")
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert steps(client, run.info.run_id, "val/loss") == list(range(1, epochs + 1))
+    paths = artifact_paths(client, run.info.run_id)
+    assert "plots/training_curves.png" in paths and any(p.startswith("checkpoints/") for p in paths)
+    assert len(get_model_info(f"runs:/{run.info.run_id}/model").metadata["classes"]) == 10
+
+
 def test_only_rank_zero_records_a_multi_process_run(tiny_config, tmp_path):
     options = ["--cfg-options", "mlflow.log_model=False", "mlflow.log_checkpoint=False"]
     result = run_cli(

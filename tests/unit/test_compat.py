@@ -14,7 +14,7 @@ from ignite.engine import Engine
 from ignite.handlers import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
-from ignite_cls.compat import close_progress_bar, stop_loader_workers
+from ignite_cls.compat import close_progress_bar, log_pyfunc_model_unchecked, stop_loader_workers
 from ignite_cls.data.loaders import _init_worker
 
 
@@ -59,3 +59,54 @@ def test_stop_loader_workers_ends_persistent_workers_that_ignore_sigterm():
     stop_loader_workers([loader])
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # ended and reaped
     stop_loader_workers([loader, DataLoader(torch.arange(4))])  # idle loaders: nothing to do
+
+
+MARKED_MODEL = """
+from pathlib import Path
+
+import mlflow.models
+import mlflow.pyfunc
+
+
+class Marked(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        Path({marker!r}).write_text("loaded")
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+mlflow.models.set_model(Marked())
+"""
+
+
+def test_log_pyfunc_model_unchecked_logs_the_example_without_loading_the_model(tmp_path):
+    import mlflow
+    import pandas as pd
+    from mlflow.models import get_model_info, infer_signature
+
+    marker = tmp_path / "loaded.txt"
+    code = tmp_path / "marked_model.py"
+    code.write_text(MARKED_MODEL.format(marker=str(marker)))
+    example = pd.DataFrame({"x": [1.0, 2.0]})
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        with mlflow.start_run() as run:
+            log_pyfunc_model_unchecked(
+                name="model",
+                python_model=str(code),
+                signature=infer_signature(example, example),
+                input_example=example,
+                pip_requirements=["mlflow"],
+            )
+        assert not marker.exists()  # logging never loaded the model
+        uri = f"runs:/{run.info.run_id}/model"
+        info = get_model_info(uri)
+        assert info.saved_input_example_info["serving_input_path"]
+        assert info.signature.inputs.input_names() == ["x"]
+        assert "python_function" in info.flavors
+        model = mlflow.pyfunc.load_model(uri)
+        assert marker.read_text() == "loaded"  # loading it does (what MLflow's check does)
+        assert model.predict(example)["x"].tolist() == [1.0, 2.0]
+    finally:
+        mlflow.set_tracking_uri(None)
