@@ -1,5 +1,6 @@
-"""Fixtures shared by the whole suite: project paths, small real-data subsets, and skips
-for the optional services (Slurm, an X display, mpirun). `.ci/run` provides all of them."""
+"""Fixtures shared by the whole suite: project paths, small real-data subsets, and the
+services some tests need (Slurm, an X display, mpirun). `.ci/run` provides all of them;
+elsewhere a test whose service is missing is skipped (``helpers.unavailable``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS_DIR = REPO_ROOT.parent / "shared" / "datasets"
@@ -26,7 +28,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     if not DATASETS_DIR.is_dir():
-        pytest.skip(f"dataset folder absent ({DATASETS_DIR}: ../shared/datasets/ from the project)")
+        unavailable(f"dataset folder absent ({DATASETS_DIR}: ../shared/datasets/ from the project)")
     return DATASETS_DIR
 
 
@@ -63,7 +65,7 @@ def _subset_factory(
 ) -> Callable[..., Path]:
     archive = datasets / archive_name
     if not archive.is_file():
-        pytest.skip(f"dataset archive absent ({archive})")
+        unavailable(f"dataset archive absent ({archive})")
     root = tmp_path_factory.mktemp(archive_name.split(".")[0] + "_subsets")
     cache: dict[tuple[int, int], Path] = {}
 
@@ -95,17 +97,17 @@ def fashion_mnist_subset(shared_datasets, tmp_path_factory) -> Callable[..., Pat
 def slurm_cluster() -> str:
     """The default partition of a running Slurm cluster with an idle node (.ci/start_slurm.sh)."""
     if shutil.which("sinfo") is None:
-        pytest.skip("Slurm absent (no sinfo on PATH; .ci/start_slurm.sh starts a one-node cluster)")
+        unavailable("Slurm absent (no sinfo on PATH; .ci/start_slurm.sh starts a one-node cluster)")
     try:
         res = subprocess.run(
             ["sinfo", "-h", "-o", "%P %t"], capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"Slurm unavailable (sinfo: {exc})")
+        unavailable(f"Slurm unavailable (sinfo: {exc})")
     rows = [line.split() for line in res.stdout.splitlines() if line.strip()]
     idle = [part for part, state in rows if state.rstrip("*~#") in ("idle", "mix")]
     if res.returncode != 0 or not idle:
-        pytest.skip(f"Slurm has no idle node (sinfo: {(res.stdout + res.stderr).strip()!r})")
+        unavailable(f"Slurm has no idle node (sinfo: {(res.stdout + res.stderr).strip()!r})")
     default = [p for p in idle if p.endswith("*")]
     return (default or idle)[0].rstrip("*")
 
@@ -137,7 +139,7 @@ def _start_xvfb() -> tuple[subprocess.Popen, str]:
     if not number.isdigit():
         proc.kill()
         proc.wait()
-        pytest.skip("Xvfb did not start")
+        unavailable("Xvfb did not start")
     return proc, f":{number}"
 
 
@@ -150,7 +152,7 @@ def xvfb_display() -> Iterator[str]:
         yield display
         return
     if shutil.which("Xvfb") is None:
-        pytest.skip("no X display (IGNITE_CLS_TEST_DISPLAY unset and no Xvfb on PATH)")
+        unavailable("no X display (IGNITE_CLS_TEST_DISPLAY unset and no Xvfb on PATH)")
     proc, display = _start_xvfb()
     try:
         yield display
@@ -168,7 +170,7 @@ def mpirun_available(monkeypatch) -> str:
     """Path of mpirun; lets Open MPI run as root and oversubscribe (2-core CI machines)."""
     mpirun = shutil.which("mpirun")
     if mpirun is None:
-        pytest.skip("mpirun absent (Debian: apt-get install openmpi-bin)")
+        unavailable("mpirun absent (Debian: apt-get install openmpi-bin)")
     if os.geteuid() == 0:
         monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT", "1")
         monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")

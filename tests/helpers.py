@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,3 +84,12 @@ def error_line(result: subprocess.CompletedProcess) -> str:
 def model_weights(path: Path) -> dict[str, torch.Tensor]:
     """The model weights a checkpoint holds."""
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a test whose service or data is missing on this machine; in CI (``CI`` set, as
+    ``.ci/run`` sets it, providing every service) fail it instead, so a broken service
+    cannot turn into a green run."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI runs this test, but: {reason}", pytrace=False)
+    pytest.skip(reason)

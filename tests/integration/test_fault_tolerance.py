@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import QUICKSTART, cli, cpu_env, model_weights, run_cli
+from helpers import QUICKSTART, cli, cpu_env, model_weights, run_cli, unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -183,7 +183,7 @@ def test_disk_full_keeps_previous_checkpoint_and_names_the_place(tmp_path):
     size = 30 * 1024 * 1024  # one mobilenet checkpoint (~12 MB) fits, two and a log do not
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)])
     if mounted.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
+        unavailable("cannot mount a small tmpfs here (needs root)")
     try:
         work = mount / "work"
         filler = mount / "filler"

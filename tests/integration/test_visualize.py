@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import NO_MLFLOW, QUICKSTART, cli, cpu_env, free_port, ok, run_cli
+from helpers import NO_MLFLOW, QUICKSTART, cli, cpu_env, free_port, ok, run_cli, unavailable
 
 from ignite_cls.data import DigitsDataset, FolderDataset
 
@@ -200,7 +200,7 @@ def test_show_opens_one_window_per_sample_for_wait_time_seconds(
     digits_checkpoint, xvfb_display, tmp_path
 ):
     if shutil.which("xwininfo") is None:
-        pytest.skip("xwininfo absent (Debian: apt-get install x11-utils)")
+        unavailable("xwininfo absent (Debian: apt-get install x11-utils)")
     wait = 1.5
     args = [
         "test",
