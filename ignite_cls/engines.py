@@ -60,6 +60,11 @@ class StepSettings:
             name = setting(cfg, "amp.dtype") or default
             if name not in ("float16", "bfloat16"):
                 raise UserError(f"amp.dtype must be float16 or bfloat16, got '{name}'")
+            if name == "float16" and device.type != "cuda":
+                raise UserError(
+                    f"amp.dtype=float16 needs a CUDA device, this run is on {device.type}: "
+                    "leave amp.dtype unset (bfloat16 there) or set it to bfloat16"
+                )
             amp_dtype = getattr(torch, name)
         shape = (1, -1, 1, 1)
         return cls(

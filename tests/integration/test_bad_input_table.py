@@ -58,6 +58,24 @@ def test_auto_scale_lr_flag_without_base_batch_size(tmp_path):
     assert "--auto-scale-lr needs auto_scale_lr.base_batch_size" in line
 
 
+def test_float16_amp_on_the_cpu(tmp_path):
+    options = ["--cfg-options", "amp.dtype=float16", "schedule.max_epochs=1"]
+    result = run_cli("train", QUICKSTART, "--work-dir", "w", "--amp", *options, cwd=tmp_path)
+    line = error_line(result)
+    assert "amp.dtype=float16 needs a CUDA device, this run is on cpu" in line
+    assert not list((tmp_path / "w").glob("*.pt"))
+
+
+def _copy(tiny_folder: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(tiny_folder / "train", root)
+    return root
+
+
+def _folder_options(root: Path, *extra: str) -> list[str]:
+    return [f"data.train.root={root}", f"data.val.root={root}", f"data.test.root={root}", *extra]
+
+
 def _copy(tiny_folder: Path, tmp_path: Path) -> Path:
     root = tmp_path / "data"
     shutil.copytree(tiny_folder / "train", root)

@@ -199,3 +199,21 @@ def test_a_busy_rendezvous_port_is_recognised():
     )
     assert port_in_use(error)
     assert not port_in_use(RuntimeError("Connection closed by peer"))
+
+
+@pytest.mark.parametrize("hidden", ["", "-1"])
+def test_hidden_cuda_devices_select_the_cpu_and_gloo(hidden):
+    """``CUDA_VISIBLE_DEVICES=`` or ``=-1``: the CPU and gloo even on a machine with GPUs."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import ignite.distributed as idist; from ignite_cls.launch import backend_name; "
+        "print(idist.device(), backend_name())"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": hidden}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.split() == ["cpu", "gloo"], result.stderr[-2000:]
