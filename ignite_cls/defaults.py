@@ -29,6 +29,9 @@ DEFAULTS = dict(
     resume=None,  # --resume: None, "auto" (latest in work dir) or a path / URL
     launcher="none",  # --launcher: none | pytorch | slurm | mpi
     nproc_per_node=1,  # --nproc-per-node
+    dist=dict(
+        stall_timeout=600.0,  # s without a finished iteration: the job ends, stacks logged
+    ),
     model=dict(
         arch="resnet18",  # any torchvision classification model name
         num_classes=None,  # None: the number of classes in the data

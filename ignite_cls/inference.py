@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 from ignite_cls.checkpoint_io import load_checkpoint, model_state
 from ignite_cls.config import check_config, load_config, setting, with_defaults
 from ignite_cls.data.images import read_image
-from ignite_cls.data.transforms import build_transform
+from ignite_cls.data.transforms import StepFailed, build_transform
 from ignite_cls.engines import StepSettings
 from ignite_cls.errors import UserError
 from ignite_cls.models import build_trained_model
@@ -117,7 +117,13 @@ class Classifier:
         if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3):
             raise UserError("images must be file paths or HxWx3 uint8 RGB arrays")
         tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
-        return self.transform(tensor) if self.transform is not None else tensor
+        if self.transform is None:
+            return tensor
+        try:
+            return self.transform(tensor)
+        except StepFailed as e:
+            name = image if isinstance(image, str | os.PathLike) else "an image array"
+            raise UserError(f"{e.step} failed on {name}: {e.reason}") from e
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:

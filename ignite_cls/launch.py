@@ -14,11 +14,13 @@ Everything goes through ``idist.Parallel``: nccl when CUDA is available, gloo on
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import MutableMapping
 
-from ignite_cls.errors import Interrupted, UserError, one_line, report
+from ignite_cls.config import setting
+from ignite_cls.errors import Interrupted, UserError, debugging, one_line, report
 from ignite_cls.job import Job
 from ignite_cls.launchers import (
     DEFAULT_PORT,
@@ -29,6 +31,7 @@ from ignite_cls.launchers import (
 )
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+USER_ERROR = f"{UserError.__module__}.{UserError.__qualname__}: "  # how a traceback ends
 
 
 def backend_name() -> str:
@@ -133,13 +136,16 @@ def worker(local_rank: int, job: Job, hidden_env: dict[str, str]) -> None:
 
 
 def spawned_worker(local_rank: int, job: Job, hidden_env: dict[str, str], parent_pid: int) -> None:
-    """A worker spawned by --nproc-per-node. It ends as the entry point would (``report``:
-    a user error's line and exit code 2, ``Interrupted``: 128 + the signal), and it gets
-    SIGTERM (a clean stop) if the spawning process dies, instead of running on orphaned."""
+    """A worker spawned by --nproc-per-node. A user error goes to the spawning process, which
+    prints it once for the job (exit code 2; ``run_spawned``); ``Interrupted`` ends it as the
+    entry point would (its line, 128 + the signal). It gets SIGTERM (a clean stop) if the
+    spawning process dies, instead of running on orphaned."""
     stop_with_parent(parent_pid)
     try:
         worker(local_rank, job, hidden_env)
-    except (UserError, Interrupted) as e:
+    except UserError:
+        raise  # to the spawning process, which prints it: one line for the job, not per rank
+    except Interrupted as e:
         code = report(e)
         if code is None:
             raise
@@ -164,13 +170,22 @@ def launch(job: Job) -> None:
     """Run the job's command in every process of the job (see the module docstring)."""
     import ignite.distributed as idist
 
+    from ignite_cls.handlers.watchdog import process_group_timeout
+
     args = parallel_args(job.launcher, job.cfg["nproc_per_node"] or 1)
+    timeout = process_group_timeout(setting(job.cfg, "dist.stall_timeout"))
     hidden = hide_slurm_job(job.launcher)
+    opened = False  # the process group, by this process
     try:
+        if "nproc_per_node" in args:  # each spawned worker opens the group with the timeout
+            args["timeout"] = timeout
+        elif args["backend"] is not None:  # Parallel would open it without one
+            idist.initialize(args.pop("backend"), timeout=timeout)
+            opened = True
         with idist.Parallel(**args) as parallel:
             if "nproc_per_node" in args:  # the workers put the variables back themselves
                 run_spawned(parallel, job, hidden, args)
-            else:  # the process group is up
+            else:
                 os.environ.update(hidden)
                 parallel.run(worker, job, {})
     except Exception as e:
@@ -179,6 +194,8 @@ def launch(job: Job) -> None:
         raise UserError(port_in_use_message(os.environ.get("MASTER_PORT", "?"))) from None
     finally:
         os.environ.update(hidden)
+        if opened:
+            idist.finalize()
 
 
 def port_in_use(error: BaseException) -> bool:
@@ -198,17 +215,26 @@ def run_spawned(parallel, job: Job, hidden_env: dict[str, str], args: dict) -> N
     and this process exits non-zero, naming the failed rank."""
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
+    from ignite_cls.handlers.watchdog import STALL_EXIT
+
+    # this process names the failed rank itself, last; torch's notes on stopping the others
+    # would come after that line
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     try:
         parallel.run(spawned_worker, job, hidden_env, os.getpid())
     except ProcessRaisedException as e:
         if port_in_use(e):
             raise UserError(port_in_use_message(args["master_port"])) from None
+        last_line = str(e).strip().splitlines()[-1]
+        if last_line.startswith(USER_ERROR) and not debugging():  # "rank N: ..." (``worker``)
+            print(f"error: {last_line.removeprefix(USER_ERROR)}", file=sys.stderr)
+            raise SystemExit(2) from None
         rank = args["node_rank"] * args["nproc_per_node"] + e.error_index
         print(f"error: rank {rank} failed; the other processes were stopped{e}", file=sys.stderr)
         raise SystemExit(1) from None
     except ProcessExitedException as e:
         rank = args["node_rank"] * args["nproc_per_node"] + e.error_index
-        if e.exit_code != 2:  # 2: a user error, reported by that rank already
+        if e.exit_code not in (2, STALL_EXIT):  # that rank reported it already
             how = (
                 f"was killed by {e.signal_name}"
                 if e.signal_name

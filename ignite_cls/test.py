@@ -16,6 +16,7 @@ from ignite_cls.errors import UserError
 from ignite_cls.handlers.predictions import PredictionCollector, write_metrics, write_predictions
 from ignite_cls.handlers.progress import ConsoleProgress, log_skipped_images, setup_logging
 from ignite_cls.handlers.visualize import attach_visualizer, write_mistakes_grid
+from ignite_cls.handlers.watchdog import StallWatchdog
 from ignite_cls.job import Job
 from ignite_cls.models import build_trained_model
 from ignite_cls.tracking.testing import TestTracker
@@ -34,7 +35,8 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d_%H%M%S")
-    logger = setup_logging(work_dir / f"test_{stamp}.log")
+    log_file = work_dir / f"test_{stamp}.log"
+    logger = setup_logging(log_file)
     if setting(cfg, "test.show"):
         require_display()  # on every rank: fail before loading anything
 
@@ -62,9 +64,13 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
     console = ConsoleProgress()
     console.watch_evaluation(evaluator, setting(cfg, "data.test.batch_size") * world_size)
     logger.info(f"test: {job.checkpoint} on {len(test_set)} images, {device} x{world_size}")
+    watchdog = StallWatchdog(setting(cfg, "dist.stall_timeout"), log_file if rank == 0 else None)
+    if not setting(cfg, "test.show"):  # windows wait for the user (--wait-time 0: a key)
+        watchdog.attach({"test": evaluator})
     try:
         evaluator.run(test_loader)
     finally:
+        watchdog.stop()
         console.close()
         stop_loader_workers([test_loader])
     log_skipped_images(test_set)

@@ -31,6 +31,7 @@ from ignite_cls.handlers.progress import (
 )
 from ignite_cls.handlers.signals import GracefulStop
 from ignite_cls.handlers.validation import attach_validation
+from ignite_cls.handlers.watchdog import StallWatchdog
 from ignite_cls.job import Job
 from ignite_cls.models import build_model
 from ignite_cls.optim import build_lr_scheduler, build_optimizer, effective_lr
@@ -95,7 +96,8 @@ def run_training(job: Job) -> None:
     if rank == 0:
         work_dir_lock = lock_work_dir(work_dir)  # noqa: F841  (held until the process ends)
         dump_config(cfg, work_dir / f"{job.config_stem}.py")
-    logger = setup_logging(work_dir / f"train_{time.strftime('%Y%m%d_%H%M%S')}.log")
+    log_file = work_dir / f"train_{time.strftime('%Y%m%d_%H%M%S')}.log"
+    logger = setup_logging(log_file)
     manual_seed(setting(cfg, "seed") + rank)
 
     validate = setting(cfg, "schedule.validate")  # --no-validate sets it False
@@ -144,6 +146,10 @@ def run_training(job: Job) -> None:
         return str(last_checkpoint_path(checkpointers.periodic))
 
     GracefulStop(save_now, check_every=training.log.interval).attach(trainer)
+    watchdog = StallWatchdog(setting(cfg, "dist.stall_timeout"), log_file if rank == 0 else None)
+    watchdog.attach(
+        {"training": trainer, "validation": evaluator} if validate else {"training": trainer}
+    )
 
     source = resume_training(cfg, checkpointers.objects)
     if source is not None:
@@ -162,6 +168,7 @@ def run_training(job: Job) -> None:
         try:
             trainer.run(train_loader, max_epochs=max_epochs, epoch_length=epoch_length)
         finally:
+            watchdog.stop()
             console.close()
             stop_loader_workers(loader for _, loader in data.values())
             checkpointers.wait()  # whatever ended the run, what was handed over is on disk

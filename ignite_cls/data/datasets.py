@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ignite_cls.data.transforms import StepFailed
 from ignite_cls.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -61,21 +62,26 @@ class ClassificationDataset(Dataset):
         rgb, index = self._load(index)
         image = torch.from_numpy(rgb).permute(2, 0, 1)
         if self.transform is not None:
-            if epoch is None:
-                image = self.transform(image)
-            else:
-                # Only the CPU generator drives transforms of CPU tensors; seeding it alone
-                # costs ~2 us where torch.manual_seed (all devices) costs ~200 us. Its state
-                # is restored afterwards, so with num_workers=0 the reseeding does not leak
-                # into the model's own randomness (dropout...).
-                generator = torch.default_generator
-                state = generator.get_state()
-                generator.manual_seed(sample_seed(self.seed, epoch, index))
-                try:
-                    image = self.transform(image)
-                finally:
-                    generator.set_state(state)
+            try:
+                image = self._transformed(image, index, epoch)
+            except StepFailed as e:
+                raise UserError(f"{e.step} failed on {self.sample_name(index)}: {e.reason}") from e
         return image, int(self.targets[index]), index
+
+    def _transformed(self, image: torch.Tensor, index: int, epoch: int | None) -> torch.Tensor:
+        if epoch is None:
+            return self.transform(image)
+        # Only the CPU generator drives transforms of CPU tensors; seeding it alone costs
+        # ~2 us where torch.manual_seed (all devices) costs ~200 us. Its state is restored
+        # afterwards, so with num_workers=0 the reseeding does not leak into the model's
+        # own randomness (dropout...).
+        generator = torch.default_generator
+        state = generator.get_state()
+        generator.manual_seed(sample_seed(self.seed, epoch, index))
+        try:
+            return self.transform(image)
+        finally:
+            generator.set_state(state)
 
 
 class CifarDataset(ClassificationDataset):

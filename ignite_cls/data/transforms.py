@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torchvision.transforms import v2
 
-from ignite_cls.errors import UserError
+from ignite_cls.errors import UserError, one_line
 
 # Steps that change the dtype or leave the tensor world; the loader must get uint8 tensors.
 _REJECTED = frozenset(
@@ -38,7 +38,38 @@ def build_transform(
     """
     if not pipeline:
         return None
-    return v2.Compose([_build_step(step, f"{name}[{i}]") for i, step in enumerate(pipeline)])
+    where = [f"{name}[{i}]" for i in range(len(pipeline))]
+    steps = [_build_step(step, at) for step, at in zip(pipeline, where, strict=True)]
+    return Pipeline(
+        steps, [f"{at} {step['type']}" for step, at in zip(pipeline, where, strict=True)]
+    )
+
+
+class StepFailed(Exception):
+    """A pipeline step raised on an image: which step (``data.train.pipeline[0] RandomCrop``)
+    and why. The dataset, which knows the image's file, turns it into a ``UserError``."""
+
+    def __init__(self, step: str, reason: str):
+        super().__init__(f"{step} failed: {reason}")
+        self.step, self.reason = step, reason
+
+
+class Pipeline(v2.Compose):
+    """``v2.Compose`` whose failing step names itself (``StepFailed``)."""
+
+    def __init__(self, transforms: Sequence[Callable], names: Sequence[str]) -> None:
+        super().__init__(transforms)
+        self.names = list(names)
+
+    def forward(self, *inputs):
+        needs_unpacking = len(inputs) > 1
+        for transform, name in zip(self.transforms, self.names, strict=True):
+            try:
+                outputs = transform(*inputs)
+            except Exception as e:
+                raise StepFailed(name, one_line(e)) from e
+            inputs = outputs if needs_unpacking else (outputs,)
+        return outputs
 
 
 def _build_step(step: dict, where: str) -> v2.Transform:

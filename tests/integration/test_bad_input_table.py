@@ -3,6 +3,7 @@ line naming the problem, and nothing already on disk is lost."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -76,14 +77,22 @@ def _folder_options(root: Path, *extra: str) -> list[str]:
     return [f"data.train.root={root}", f"data.val.root={root}", f"data.test.root={root}", *extra]
 
 
-def _copy(tiny_folder: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "data"
-    shutil.copytree(tiny_folder / "train", root)
-    return root
-
-
-def _folder_options(root: Path, *extra: str) -> list[str]:
-    return [f"data.train.root={root}", f"data.val.root={root}", f"data.test.root={root}", *extra]
+def test_a_failing_pipeline_step_in_a_loader_worker(tiny_config, tmp_path):
+    """A 64 px crop of the 16 px images, in a loader worker: one line naming the step, the
+    file and torchvision's message; no traceback, not even Ignite's."""
+    config = tmp_path / "crop.py"
+    config.write_text(
+        f"_base_ = [{str(tiny_config)!r}]\n"
+        "data = dict(train=dict(num_workers=2, pipeline=[dict(type='RandomCrop', size=64)]))\n"
+    )
+    result = run_cli("train", config, "--work-dir", "w", cwd=tmp_path)
+    line = error_line(result)
+    assert re.fullmatch(
+        r"error: data\.train\.pipeline\[0\] RandomCrop failed on \S+/train/\w+/\d\.png: "
+        r"Required crop size \(64, 64\) is larger than input image size \(16, 16\)\.?",
+        line,
+    ), line
+    assert "Traceback" not in result.stderr and "terminating" not in result.stderr
 
 
 def test_ann_file_line_with_missing_file_or_bad_label(tiny_config, tiny_folder, tmp_path):

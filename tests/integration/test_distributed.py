@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import QUICKSTART, cli, cpu_env, free_port, model_weights
+from helpers import QUICKSTART, cli, cpu_env, free_port, model_weights, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -444,9 +444,12 @@ DEATH_REPORTS = {
 }
 
 
-def launched_training(launch: str, request, work_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """A 2-process training command of ``launch`` that resumes from epoch 1 and would run long."""
-    args = resume_args(work_dir, max_epochs=40)
+def launched_training(
+    launch: str, request, work_dir: Path, *options: str
+) -> tuple[list[str], dict[str, str]]:
+    """A 2-process training command of ``launch`` that resumes from epoch 1 and would run long
+    (``options``: more --cfg-options items)."""
+    args = [*resume_args(work_dir, max_epochs=40), *options]
     if launch == "spawn":
         return cli(*args, "--nproc-per-node", 2), job_env()
     if launch == "torchrun":
@@ -490,9 +493,58 @@ def test_killed_worker_ends_the_whole_job_within_60s(launch, request, tmp_path, 
             job.stop()
 
 
+STALL_TIMEOUT = 15
+
+
+@pytest.mark.parametrize("launch", KILL_LAUNCHES)
+def test_a_stopped_rank_ends_the_job_through_the_stall_watchdog(
+    launch, request, tmp_path, spawned_training
+):
+    """SIGSTOP one rank mid-run: the other waits in a collective, makes no progress, and its
+    watchdog ends the job within dist.stall_timeout plus a minute, naming itself and how long,
+    with its threads' stacks (the collective it waits in) in the log; nothing is left."""
+    work_dir = copy_work_dir(spawned_training[0], tmp_path / "work")
+    cmd, env = launched_training(launch, request, work_dir, f"dist.stall_timeout={STALL_TIMEOUT}")
+    job = Running(cmd, tmp_path, env)
+    try:
+        resumed = work_dir / f"epoch_2_iter_{STEPS + 2}.pt"
+        job.wait_until(resumed.exists, resumed.name)
+        workers = job.workers()
+        assert sorted(workers) == [0, 1], (workers, job.output[-3000:])
+        os.kill(workers[1], signal.SIGSTOP)
+        stopped = time.monotonic()
+        code = job.wait(timeout=STALL_TIMEOUT + 120)
+        assert time.monotonic() - stopped < STALL_TIMEOUT + 60, job.output[-3000:]
+        assert code != 0, job.output[-3000:]
+        stall = re.search(
+            r"error: rank 0 made no progress for (\d+) s after .* \(dist.stall_timeout=15\)",
+            job.output,
+        )
+        assert stall and int(stall.group(1)) >= STALL_TIMEOUT, job.output[-3000:]
+        if launch == "spawn":  # the parent adds nothing after the rank's own line
+            assert job.output.strip().splitlines()[-1].startswith("error: rank 0 made no"), (
+                job.output[-3000:]
+            )
+        (log,) = work_dir.glob("train_*.log")
+        text = log.read_text()
+        assert "the stacks of rank 0's threads" in text
+        # where rank 0 waits: DDP's gradient all-reduce in the step, or a metric's all-reduce
+        assert re.search(r"line \d+ in (train_step|all_reduce)\n", text), text[-3000:]
+        for _ in range(50):
+            if not job.workers():
+                break
+            time.sleep(0.2)
+        assert not job.workers()
+    finally:
+        for pid in job.workers().values():
+            os.kill(pid, signal.SIGCONT)
+        if job.proc.poll() is None or job.workers():
+            job.stop()
+
+
 def test_killed_spawning_process_leaves_no_worker_running(request, tmp_path, spawned_training):
     """``kill -9`` of the process --nproc-per-node started: its workers are not orphaned to
-    train on; they get SIGTERM, so they write a checkpoint and stop."""
+    train on; they get SIGTERM, so they write a checkpoint and stop; ``--resume`` goes on."""
     work_dir = copy_work_dir(spawned_training[0], tmp_path / "work")
     cmd, env = launched_training("spawn", request, work_dir)
     job = Running(cmd, tmp_path, env)
@@ -514,6 +566,13 @@ def test_killed_spawning_process_leaves_no_worker_running(request, tmp_path, spa
     finally:
         if job.workers():
             job.stop()
+    # the job goes on from that checkpoint (the work dir lock was released with the workers)
+    resumed = run_cli(
+        *resume_args(work_dir, max_epochs=3), "--nproc-per-node", 2, cwd=tmp_path, env=job_env()
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {stop.group(1)}" in resumed.stderr
+    assert (work_dir / "epoch_3.pt").is_file()
 
 
 def test_rank_that_raises_ends_the_job_naming_the_rank(tmp_path, resnet_checkpoint):
@@ -542,16 +601,41 @@ def test_rank_that_raises_ends_the_job_naming_the_rank(tmp_path, resnet_checkpoi
         "data.test.type=folder",
         f"data.test.root={folder}",
     ]
-    job = Running(cli(*args), tmp_path, job_env())
+    error = the_one_error_line(Running(cli(*args), tmp_path, job_env()))
+    assert error.startswith("error: rank 1: ") and str(broken) in error
+
+
+def the_one_error_line(job: Running) -> str:
+    """Wait for ``job`` to end with a user error: exit 2, one ``error:`` line, printed last,
+    and no traceback (Ignite's "terminating" report included)."""
     try:
         code = job.wait(timeout=300)
     finally:
         if job.proc.poll() is None:
             job.stop()
     assert code == 2, job.output[-3000:]
+    assert "Traceback" not in job.output and "terminating" not in job.output, job.output[-3000:]
     errors = [line for line in job.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, job.output[-3000:]
-    assert errors[0].startswith("error: rank 1: ") and str(broken) in errors[0]
+    assert job.output.strip().splitlines()[-1] == errors[0]
+    return errors[0]
+
+
+def test_the_same_error_on_every_rank_is_one_line(tmp_path):
+    """A pipeline step that fails on every image, in both ranks' loader workers: the job
+    ends with exit 2 and one error line naming the step and the sample, no traceback."""
+    config = tmp_path / "crop.py"
+    config.write_text(
+        f"_base_ = [{QUICKSTART!r}]\n"
+        "data = dict(train=dict(num_workers=1, pipeline=[dict(type='RandomCrop', size=64)]))\n"
+    )
+    args = ["train", config, "--work-dir", "work", "--nproc-per-node", 2, "--cfg-options"]
+    error = the_one_error_line(Running(cli(*args, "mlflow.enabled=False"), tmp_path, job_env()))
+    assert re.fullmatch(
+        r"error: rank [01]: data\.train\.pipeline\[0\] RandomCrop failed on digits/train/\d+: "
+        r"Required crop size \(64, 64\) is larger than input image size \(8, 8\)\.?",
+        error,
+    ), error
 
 
 def test_busy_port_is_a_one_line_error(tmp_path, resnet_checkpoint):

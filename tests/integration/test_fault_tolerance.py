@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import QUICKSTART, cli, cpu_env, model_weights, run_cli, unavailable
+
+from ignite_cls.workdir import lock_work_dir
 
 pytestmark = pytest.mark.integration
 
@@ -118,16 +121,60 @@ def test_signal_writes_checkpoint_and_resume_finishes_identically(
     proc = start(train_args(work), tmp_path, stderr=subprocess.PIPE)
     _wait_for_log(work, proc, "train: ", 1)
     time.sleep(3.0)
+    logged = max(map(int, re.findall(r" iter (\d+): ", _log(work))), default=0)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == code, stderr[-3000:]
     message = stderr.strip().splitlines()[-1]
-    assert message.startswith("interrupted: stopped by " + signal.Signals(signum).name), message
-    saved = sorted(work.glob("epoch_*_iter_*.pt")) + sorted(work.glob("epoch_1.pt"))
-    assert saved, "no checkpoint written on the signal"
+    stop = re.fullmatch(
+        rf"interrupted: stopped by {signal.Signals(signum).name} at iteration (\d+); "
+        r"checkpoint (\S+); continue with --resume",
+        message,
+    )
+    assert stop, message
+    # the checkpoint named is the one written on the signal, at the iteration it arrived in
+    iteration, saved = int(stop.group(1)), Path(stop.group(2))
+    assert iteration >= logged
+    held = torch.load(saved, map_location="cpu", weights_only=True)["trainer"]["iteration"]
+    assert held == iteration
+    assert_unlocked(work)
     resumed = run_cli(*train_args(work, resume=""), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_identical(model_weights(reference), model_weights(work / "epoch_2.pt"))
+
+
+def assert_unlocked(work: Path) -> None:
+    """The work dir's lock is free: no process of the stopped job holds it any more."""
+    handle = lock_work_dir(work)
+    handle.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_stops_at_once(tmp_path, signum):
+    """Iterations of ten seconds or more (ResNet-18, 64 px, batch 512): the first signal asks
+    for a checkpoint at the end of the iteration; a second one, right after, ends the process
+    at once, before any checkpoint is written, and frees the work dir."""
+    work = tmp_path / "work"
+    slow = [
+        "model.arch=resnet18",
+        "data.train.pipeline.0.size=64",
+        "data.train.batch_size=512",
+        "log.interval=1",
+    ]
+    proc = start(train_args(work, *slow), tmp_path, stderr=subprocess.PIPE)
+    _wait_for_log(work, proc, "train: ", 1)
+    time.sleep(2.0)  # inside the first iteration
+    proc.send_signal(signum)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the first signal waits for the iteration to end"
+    proc.send_signal(signum)
+    second = time.monotonic()
+    _, stderr = proc.communicate(timeout=300)
+    assert time.monotonic() - second < 5, stderr[-3000:]
+    assert proc.returncode in (-signum, 128 + signum), (proc.returncode, stderr[-3000:])
+    assert " iter 1: " not in _log(work)  # the iteration never finished
+    assert not list(work.glob("*.pt*")), "no checkpoint, whole or partial"
+    assert_unlocked(work)
 
 
 def test_second_job_on_same_work_dir_refuses_and_dead_lock_is_free(tmp_path):

@@ -286,6 +286,26 @@ def test_bad_image_fails_by_default(folder):
         dataset[index]
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_failing_pipeline_step_names_the_step_and_the_file(cifar_root, workers):
+    """In the main process or in a loader worker: one line with the step, the file and the
+    step's own message (a 48 px crop of a 32 px CIFAR image)."""
+    from ignite_cls.errors import one_line
+
+    pipeline = [dict(type="RandomHorizontalFlip"), dict(type="RandomCrop", size=48)]
+    transform = build_transform(pipeline, name="data.train.pipeline")
+    dataset = FolderDataset(cifar_root, transform=transform)
+    loader = DataLoader(dataset, batch_size=2, num_workers=workers)
+    with pytest.raises(UserError) as caught:
+        next(iter(loader))
+    line = one_line(caught.value)
+    first = dataset.paths[0]
+    assert line == (
+        f"data.train.pipeline[1] RandomCrop failed on {first}: "
+        "Required crop size (48, 48) is larger than input image size (32, 32)."
+    )
+
+
 def test_skip_bad_images_substitutes_next_and_counts(folder):
     bad = _break_image(folder)
     dataset = FolderDataset(folder, skip_bad_images=True)
