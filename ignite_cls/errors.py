@@ -57,6 +57,12 @@ def one_line(error: BaseException) -> str:
     return lines[0]
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocator's: CUDA's ``torch.OutOfMemoryError`` or the CPU
+    allocator's RuntimeError (told by name and text: this module does not import torch)."""
+    return type(error).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(error)
+
+
 def debugging() -> bool:
     return os.environ.get(DEBUG_VARIABLE) == "1"
 

@@ -20,7 +20,14 @@ import sys
 from collections.abc import MutableMapping
 
 from ignite_cls.config import setting
-from ignite_cls.errors import Interrupted, UserError, debugging, one_line, report
+from ignite_cls.errors import (
+    Interrupted,
+    UserError,
+    debugging,
+    one_line,
+    out_of_memory,
+    report,
+)
 from ignite_cls.job import Job
 from ignite_cls.launchers import (
     DEFAULT_PORT,
@@ -120,7 +127,7 @@ def worker(local_rank: int, job: Job, hidden_env: dict[str, str]) -> None:
         try:
             run_command(job)
         except (torch.OutOfMemoryError, RuntimeError) as e:
-            if not (isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e)):
+            if not out_of_memory(e):
                 raise
             split = "train" if job.command == "train" else "test"  # predict: the test batch
             batch = job.cfg["data"][split]["batch_size"]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torchvision.transforms import v2
 
-from ignite_cls.errors import UserError, one_line
+from ignite_cls.errors import UserError, one_line, out_of_memory
 
 # Steps that change the dtype or leave the tensor world; the loader must get uint8 tensors.
 _REJECTED = frozenset(
@@ -67,6 +67,8 @@ class Pipeline(v2.Compose):
             try:
                 outputs = transform(*inputs)
             except Exception as e:
+                if out_of_memory(e):  # the worker turns it into a batch-size hint
+                    raise
                 raise StepFailed(name, one_line(e)) from e
             inputs = outputs if needs_unpacking else (outputs,)
         return outputs
