@@ -99,7 +99,7 @@ def _loader_rate(loader: DataLoader, steps: int, device: torch.device) -> float:
     return clock.rate()
 
 
-def _torchvision_loader(cfg: dict, loader: DataLoader) -> DataLoader | None:
+def _torchvision_loader(cfg: dict, pin_memory: bool) -> DataLoader | None:
     """ImageFolder + PIL with the config's augmentations, batch size and workers."""
     split = cfg["data"]["train"]
     if split["type"] != "folder" or split["ann_file"]:
@@ -117,7 +117,7 @@ def _torchvision_loader(cfg: dict, loader: DataLoader) -> DataLoader | None:
         drop_last=True,
         num_workers=split["num_workers"],
         persistent_workers=split["num_workers"] > 0,
-        pin_memory=loader.pin_memory,
+        pin_memory=pin_memory,
     )
 
 
@@ -228,7 +228,7 @@ def run_benchmark(
         return clock.rate()
 
     figures: dict[str, float] = {}
-    tv_loader = _torchvision_loader(cfg, train_loader)
+    tv_loader = _torchvision_loader(cfg, pin_memory=device.type == "cuda")
     pairs = {"data_img_s": lambda: _loader_rate(train_loader, steps, device)}
     if tv_loader is not None:
         pairs["torchvision_data_img_s"] = lambda: _loader_rate(tv_loader, steps, device)
