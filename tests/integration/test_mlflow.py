@@ -487,15 +487,15 @@ def test_a_killed_command_leaves_its_run_killed_and_resume_completes_it(
     )  # fmt: skip
     try:
 
-        def validated_twice() -> bool:
-            if not (tmp_path / "mlflow.db").exists():
-                return False
-            client = client_for(tmp_path)
-            if client.get_experiment_by_name("tiny") is None:  # the store is being created
-                return False
-            runs = runs_of(client, "tiny")
-            return bool(runs) and len(steps(client, runs[0].info.run_id, "val/loss")) >= 2
+        def recording() -> bool:  # the agent has made the store: opening it races no one
+            logs = (tmp_path / "work").glob("train_*.log")
+            return any("mlflow: recording run" in log.read_text() for log in logs)
 
+        def validated_twice() -> bool:
+            runs = runs_of(client_for(tmp_path), "tiny")
+            return len(steps(client_for(tmp_path), runs[0].info.run_id, "val/loss")) >= 2
+
+        wait_for(recording, "the run to open", procs=[proc])
         wait_for(validated_twice, "two validations recorded", procs=[proc])
         assert agents_in(tmp_path), "the command works with a tracking agent"
         proc.kill()
