@@ -54,6 +54,7 @@ class Recorder:
     def __init__(self, job: Any, workspace: Path):
         self.job = job
         self.run_id: str | None = None
+        self.local_artifacts: Path | None = None  # the run's artifact folder, if on this disk
         self.problems: list[str] = []  # what failed in work nobody waited for
         self.workspace = workspace  # the command's files for this agent (the model's)
         self.warming = threading.Thread(target=_warm_up, args=(WARM_UP[job.command],))
@@ -106,6 +107,7 @@ class Recorder:
             run = mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=tags)
             logged = {}
         self.run_id = run.info.run_id
+        self.local_artifacts = _local_folder(run.info.artifact_uri)
         entries = param_entries(params)
         changed = {k: (logged[k], v) for k, v in entries.items() if k in logged and logged[k] != v}
         if changed:
@@ -185,7 +187,7 @@ class Recorder:
 
     def artifact(self, path: str, artifact_path: str | None) -> None:
         """A file into the run: a hard link in a local artifact store, else an upload."""
-        folder = self._local_artifacts()
+        folder = self.local_artifacts
         if folder is None:
             self.client.log_artifact(self.run_id, path, artifact_path)
             return
@@ -196,13 +198,6 @@ class Recorder:
             os.link(path, target)
         except OSError:  # another file system
             shutil.copyfile(path, target)
-
-    def _local_artifacts(self) -> Path | None:
-        uri = self.client.get_run(self.run_id).info.artifact_uri
-        parsed = urllib.parse.urlparse(uri)
-        if parsed.scheme not in ("", "file"):
-            return None
-        return Path(urllib.parse.unquote(parsed.path))
 
     def text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
@@ -241,3 +236,11 @@ class Recorder:
         from ignite_cls.serving import log_served_model
 
         log_served_model(Path(folder), weights)
+
+
+def _local_folder(artifact_uri: str) -> Path | None:
+    """The folder of a local artifact store (a path or file: URI); None for a remote one."""
+    parsed = urllib.parse.urlparse(artifact_uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    return Path(urllib.parse.unquote(parsed.path))

@@ -49,8 +49,8 @@ class RunTracker:
 
     def __init__(self, job: Any):
         self.job = job
-        self.active = agent.tracked(job)
-        self.agent = agent.start(job) if self.active else None
+        self.agent = agent.start(job)  # None off rank 0 or with mlflow.enabled=False
+        self.active = self.agent is not None
         self.run_id: str | None = None
         self._pending: list[tuple[str, float, int, int]] = []
         self._pending_since = 0.0

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -276,6 +277,8 @@ def test_train_run_artifacts_and_dataset(quickstart):
     assert "config/quickstart.py" in paths
     assert any(re.fullmatch(r"logs/train_\d+_\d+\.log", p) for p in paths), paths
     assert f"checkpoints/{best.name}" in paths
+    stored = Path(urllib.parse.urlparse(run.info.artifact_uri).path) / "checkpoints" / best.name
+    assert stored.stat().st_ino == best.stat().st_ino  # a hard link, nothing copied
     assert "plots/training_curves.png" in paths
     local = client.download_artifacts(run.info.run_id, "plots/training_curves.png")
     assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
