@@ -36,7 +36,8 @@ DEFAULTS = dict(
         arch="resnet18",  # any torchvision classification model name
         num_classes=None,  # None: the number of classes in the data
         cifar_stem=False,  # 3x3 stride-1 first conv, no max-pool (32 px inputs)
-        pretrained=None,  # path or http(s) URL of a state dict / checkpoint
+        pretrained=None,  # torchvision weights name ("IMAGENET1K_V1", "DEFAULT"), path or URL
+        freeze=[],  # module-name prefixes ("conv1", "layer1"): not trained, BatchNorm in eval
         channels_last=False,
         compile=False,  # torch.compile
     ),
@@ -46,6 +47,7 @@ DEFAULTS = dict(
         std=IMAGENET_STD,
         skip_bad_images=False,  # skip unreadable images (with a count) instead of failing
         gpu_resident=False,  # keep the decoded dataset on the device, augment there
+        batch_augments=[],  # MixUp / CutMix on training batches, one picked per batch
         train=_split("train"),
         val=_split("test"),
         test=_split("test"),
@@ -60,6 +62,22 @@ DEFAULTS = dict(
         ),  # step|multistep|cosine|onecycle|constant
         warmup_epochs=0.0,  # linear warm-up length (fractions allowed)
         warmup_ratio=0.1,  # warm-up starts at lr * warmup_ratio
+        early_stop=dict(
+            metric=None,  # validation metric to watch ("accuracy/top1", "loss"); None: off
+            patience=5,  # validations without improvement before training stops
+            min_delta=0.0,  # the smallest change that counts as an improvement
+        ),
+    ),
+    grad=dict(
+        accumulate=1,  # batches per optimizer step (the LR schedule counts optimizer steps)
+        max_norm=None,  # clip the gradients' total norm to this; None: no clipping
+    ),
+    ema=dict(
+        enabled=False,  # an exponential moving average of the weights, validated beside them
+        momentum=0.0002,  # weight of the newest weights per optimizer step
+        warmup_iters=0,  # optimizer steps over which the momentum falls from momentum_warmup
+        momentum_warmup=0.1,
+        use_for_inference=True,  # test, predict, export, the MLflow model: EMA weights if saved
     ),
     auto_scale_lr=dict(enable=False, base_batch_size=None),  # --auto-scale-lr sets enable
     amp=dict(enabled=False, dtype=None),  # --amp; dtype None: float16 on CUDA, bfloat16 on CPU

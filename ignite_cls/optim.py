@@ -18,7 +18,8 @@ LR_POLICIES = ("constant", "step", "multistep", "cosine", "onecycle")
 
 
 def effective_lr(cfg: dict, world_size: int) -> float:
-    """The configured lr, scaled by (world size x per-process batch) / base batch with --auto-scale-lr."""
+    """The configured lr, scaled by the effective batch (world size x per-process batch x
+    ``grad.accumulate``) / base batch with --auto-scale-lr."""
     lr = cfg["optimizer"]["lr"]
     scaling = cfg["auto_scale_lr"]
     if not scaling["enable"]:
@@ -26,14 +27,15 @@ def effective_lr(cfg: dict, world_size: int) -> float:
     base = scaling["base_batch_size"]
     if not base:
         raise UserError("--auto-scale-lr needs auto_scale_lr.base_batch_size in the config")
-    total_batch = world_size * cfg["data"]["train"]["batch_size"]
+    total_batch = world_size * cfg["data"]["train"]["batch_size"] * cfg["grad"]["accumulate"]
     scaled = lr * total_batch / base
     logger.info(f"auto-scale-lr: lr {lr} x {total_batch} / {base} = {scaled:g}")
     return scaled
 
 
 def build_optimizer(cfg: dict, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """``optimizer.type`` is any torch.optim class; the other keys are its arguments."""
+    """``optimizer.type`` is any torch.optim class; the other keys are its arguments. Only
+    trainable parameters are given to it: weight decay and momentum would move frozen ones."""
     args = dict(cfg["optimizer"])
     name = args.pop("type")
     names = [
@@ -52,15 +54,18 @@ def build_optimizer(cfg: dict, model: nn.Module, lr: float) -> torch.optim.Optim
             raise UserError(
                 f"optimizer {name} has no argument '{key}'{close_matches(key, accepted)}"
             )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise UserError("model.freeze leaves no parameter to train")
     args["lr"] = lr
-    return cls(model.parameters(), **args)
+    return cls(trainable, **args)
 
 
 def build_lr_scheduler(
     schedule: dict, optimizer: torch.optim.Optimizer, epoch_length: int
 ) -> lr_scheduler.LRScheduler:
-    """A scheduler stepped every iteration: the policy in epochs, converted to iterations,
-    after an optional linear warm-up."""
+    """A scheduler stepped every optimizer step (``epoch_length`` of them per epoch): the
+    policy in epochs, converted to steps, after an optional linear warm-up."""
     policy = dict(schedule["lr_policy"])
     kind = policy.pop("type", "constant")
     total = schedule["max_epochs"] * epoch_length

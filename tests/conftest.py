@@ -4,6 +4,7 @@ elsewhere a test whose service is missing is skipped (``helpers.unavailable``)."
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import shutil
@@ -17,6 +18,20 @@ import pytest
 from helpers import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def ignite_cls_log(caplog, monkeypatch) -> Iterator[pytest.LogCaptureFixture]:
+    """What the ignite_cls logger says at INFO and above, each record once (the entry point
+    stops it propagating to the root)."""
+    logger = logging.getLogger("ignite_cls")
+    monkeypatch.setattr(logger, "propagate", False)
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="ignite_cls")
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
 DATASETS_DIR = REPO_ROOT.parent / "shared" / "datasets"
 
 

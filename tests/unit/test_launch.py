@@ -3,8 +3,6 @@ launcher (torchrun, srun, mpirun, an sbatch script, --nproc-per-node) really set
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from ignite_cls.errors import UserError
@@ -40,17 +38,6 @@ SBATCH_SCRIPT = {**SLURM_JOB, "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_
 SPAWNED = {**SLURM_JOB, "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}
 
 
-@pytest.fixture
-def notices(caplog, monkeypatch) -> pytest.LogCaptureFixture:
-    """What the ignite_cls logger says (the entry point stops it propagating to the root)."""
-    logger = logging.getLogger("ignite_cls")
-    monkeypatch.setattr(logger, "propagate", False)
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="ignite_cls")
-    yield caplog
-    logger.removeHandler(caplog.handler)
-
-
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
@@ -80,22 +67,22 @@ def test_detects_the_launcher_from_its_variables(env, expected):
     assert detect_launch(env) == expected
 
 
-def test_launcher_none_under_a_launcher_is_upgraded_with_one_notice_on_rank_0(notices):
+def test_launcher_none_under_a_launcher_is_upgraded_with_one_notice_on_rank_0(ignite_cls_log):
     assert resolve_launcher("none", {**OPENMPI, "OMPI_COMM_WORLD_RANK": "0"}) == "mpi"
     assert resolve_launcher("none", OPENMPI) == "mpi"  # rank 1: silent
     assert resolve_launcher("none", {**SRUN_TASK, "SLURM_PROCID": "0"}) == "slurm"
-    assert notices.messages == [
+    assert ignite_cls_log.messages == [
         "notice: started by mpirun with 2 processes: using --launcher mpi",
         "notice: started by srun with 2 processes: using --launcher slurm",
     ]
 
 
-def test_single_process_launches_and_explicit_launchers_are_kept(notices):
+def test_single_process_launches_and_explicit_launchers_are_kept(ignite_cls_log):
     one_task = {**SRUN_TASK, "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}
     assert resolve_launcher("none", one_task) == "none"
     assert resolve_launcher("none", SBATCH_SCRIPT) == "none"
     assert resolve_launcher("pytorch", TORCHRUN) == "pytorch"
-    assert notices.messages == []
+    assert ignite_cls_log.messages == []
 
 
 @pytest.mark.parametrize(
@@ -110,7 +97,7 @@ def test_single_process_launches_and_explicit_launchers_are_kept(notices):
         ("mpi", 1, OPENMPI, "mpi"),
     ],
 )
-def test_launch_mode_says_how_the_processes_start(notices, requested, nproc, env, mode):
+def test_launch_mode_says_how_the_processes_start(ignite_cls_log, requested, nproc, env, mode):
     assert launch_mode(requested, nproc, env) == mode
 
 
