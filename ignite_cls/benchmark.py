@@ -188,7 +188,7 @@ def run_benchmark(
     num_classes = cfg["model"]["num_classes"] or len(train_set.classes)
     model = build_model(cfg["model"], num_classes).to(device)
     settings = StepSettings.from_config(cfg, device)
-    training = build_trainer(cfg, model, train_loader, settings, 1, console=None)
+    training = build_trainer(cfg, model, train_loader, settings, num_classes, console=None)
     trainer, batch_size = training.trainer, cfg["data"]["train"]["batch_size"]
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg["loss"]["label_smoothing"])
 

@@ -145,12 +145,20 @@ def load_checkpoint(source: str | os.PathLike) -> dict:
     return checkpoint
 
 
-def model_state(checkpoint: dict, source: str) -> dict:
-    """The model weights a checkpoint holds (``model``, or ``state_dict`` as others save it)."""
-    state = checkpoint.get("model", checkpoint.get("state_dict"))
+def model_state(checkpoint: dict, source: str, use_ema: bool = True) -> dict:
+    """The model weights a checkpoint holds: the average of the weights (``ema_model``) when
+    it has one and ``use_ema`` (``ema.use_for_inference``), else ``model`` (or
+    ``state_dict``, as others save it)."""
+    key = weights_key(checkpoint, use_ema)
+    state = checkpoint.get(key, checkpoint.get("state_dict"))
     if not isinstance(state, dict):
         raise UserError(f"not a model checkpoint (no 'model' weights inside): {source}")
     return state
+
+
+def weights_key(checkpoint: dict, use_ema: bool) -> str:
+    """``ema_model`` or ``model``: which weights ``model_state`` takes."""
+    return "ema_model" if use_ema and isinstance(checkpoint.get("ema_model"), dict) else "model"
 
 
 def checkpoint_progress(name: str) -> tuple[int, int] | None:

@@ -12,6 +12,8 @@ torchvision's references report them; the loss is as computed.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +31,7 @@ from ignite.metrics import (
 from torch import nn
 
 from ignite_cls.config import setting
+from ignite_cls.data.batch_augments import BatchAugment
 from ignite_cls.errors import UserError
 
 
@@ -101,28 +104,100 @@ class StepSettings:
         return images, labels.to(self.device, non_blocking=True), indices
 
 
+@dataclass
+class Accumulation:
+    """Gradient accumulation (``grad.accumulate``): each epoch is cut into windows of
+    ``steps`` batches (the last one shorter when the epoch does not divide), one optimizer
+    step per window. Windows never span epochs, so every epoch ends on an optimizer step."""
+
+    steps: int
+    epoch_length: int
+
+    def window(self, iteration: int) -> tuple[int, bool]:
+        """The number of batches in the window of ``iteration`` (1-based, as Ignite counts)
+        and whether that iteration completes it."""
+        position = (iteration - 1) % self.epoch_length
+        start = position - position % self.steps
+        size = min(self.steps, self.epoch_length - start)
+        return size, position + 1 == start + size
+
+    def completes(self, _: Engine, iteration: int) -> bool:
+        """An Ignite event filter: the iterations that end with an optimizer step."""
+        return self.window(iteration)[1]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.epoch_length / self.steps)
+
+    def optimizer_steps(self, iteration: int) -> int:
+        """Optimizer steps taken once ``iteration`` iterations are done."""
+        epochs, position = divmod(iteration, self.epoch_length)
+        return epochs * self.steps_per_epoch + math.ceil(position / self.steps)
+
+
+class PendingGradients:
+    """The gradients of an unfinished accumulation window, as a checkpoint object, so that a
+    checkpoint written mid-window (``checkpoint.interval_iters``, a signal) resumes exactly."""
+
+    def __init__(self, model: nn.Module):
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def state_dict(self) -> dict:
+        return {"grads": [p.grad for p in self.parameters]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for parameter, grad in zip(self.parameters, state["grads"], strict=True):
+            parameter.grad = None if grad is None else grad.to(parameter.device)
+
+
+@dataclass
+class TrainRecipe:
+    """What a training step does besides forward, backward and step: accumulation
+    (``grad.accumulate``), clipping (``grad.max_norm``), MixUp/CutMix (``data.batch_augments``)."""
+
+    accumulation: Accumulation
+    max_norm: float | None = None
+    batch_augment: BatchAugment | None = None
+
+
 def make_train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     criterion: nn.Module,
     settings: StepSettings,
     scaler: torch.amp.GradScaler | None,
+    recipe: TrainRecipe | None = None,
 ) -> Callable[[Engine | None, tuple], torch.Tensor]:
-    """One optimisation step on a loader batch; returns the loss as a device tensor."""
+    """One training iteration on a loader batch; returns the batch loss as a device tensor.
+    Called without an engine (benchmarks), it is a whole optimizer step on its own."""
+    recipe = recipe or TrainRecipe(Accumulation(1, 1))
+    trained = [p for p in model.parameters() if p.requires_grad]
 
     def train_step(engine: Engine | None, batch: tuple) -> torch.Tensor:
         model.train()
-        images, labels, _ = settings.prepare(batch)
-        with settings.autocast():
-            loss = criterion(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        iteration = engine.state.iteration if engine is not None else 1
+        images, targets, _ = settings.prepare(batch)
+        if recipe.batch_augment is not None:
+            images, targets = recipe.batch_augment(images, targets, iteration)
+        window, completes = recipe.accumulation.window(iteration)
+        # DDP averages gradients across processes once per window, not once per batch
+        syncs = completes or not hasattr(model, "no_sync")
+        with contextlib.nullcontext() if syncs else model.no_sync():
+            with settings.autocast():
+                loss = criterion(model(images), targets)
+            share = loss / window if window > 1 else loss
+            (scaler.scale(share) if scaler is not None else share).backward()
+        if completes:
+            if recipe.max_norm is not None:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not scaled ones
+                nn.utils.clip_grad_norm_(trained, recipe.max_norm)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
     return train_step
@@ -134,10 +209,11 @@ def create_trainer(
     criterion: nn.Module,
     settings: StepSettings,
     scaler: torch.amp.GradScaler | None,
+    recipe: TrainRecipe,
 ) -> Engine:
     """The training engine, with ``TrainEvents`` registered; its output is the batch loss as
     a device tensor."""
-    trainer = Engine(make_train_step(model, optimizer, criterion, settings, scaler))
+    trainer = Engine(make_train_step(model, optimizer, criterion, settings, scaler, recipe))
     trainer.register_events(*TrainEvents)
     return trainer
 
@@ -193,6 +269,7 @@ def build_metrics(num_classes: int, device: torch.device) -> dict:
 
 SCALAR_METRICS = ("accuracy/top1", "accuracy/top5", "precision", "recall", "f1", "loss")
 PERCENT_METRICS = frozenset(SCALAR_METRICS) - {"loss"}
+EMA_PREFIX = "ema/"  # the EMA model's validation metrics: ema/accuracy/top1
 
 
 def scalar_metrics(metrics: dict) -> dict[str, float]:
@@ -201,5 +278,5 @@ def scalar_metrics(metrics: dict) -> dict[str, float]:
 
 
 def format_metric(name: str, value: float) -> str:
-    """Percentages with two decimals (94.82), the loss with four."""
-    return f"{value:.2f}" if name in PERCENT_METRICS else f"{value:.4f}"
+    """Percentages with two decimals (94.82), the loss with four (``ema/`` ones alike)."""
+    return f"{value:.2f}" if name.removeprefix(EMA_PREFIX) in PERCENT_METRICS else f"{value:.4f}"

@@ -107,7 +107,8 @@ class Classifier:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(device)
         arch = {**cfg["model"], "compile": False}
-        model = build_trained_model(arch, len(classes), model_state(loaded, source), source)
+        state = model_state(loaded, source, setting(cfg, "ema.use_for_inference"))
+        model = build_trained_model(arch, len(classes), state, source)
         settings = StepSettings.from_config(cfg, device)
         return cls(model.to(device), cfg, classes, settings, run_state.get("mlflow_run_id"))
 

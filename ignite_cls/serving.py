@@ -35,14 +35,15 @@ def prepare_served_model(checkpoint: str | Path, example_image: bytes, folder: P
     to it (the logged signature's output) into ``folder``."""
     from ignite_cls.checkpoint_io import load_checkpoint, model_state
     from ignite_cls.data.images import decode_image
-    from ignite_cls.inference import TOPK, Classifier, save_for_inference
+    from ignite_cls.inference import TOPK, Classifier, checkpoint_config, save_for_inference
 
     loaded = load_checkpoint(checkpoint)
     classes = loaded["run_state"]["classes"]
+    cfg = checkpoint_config(loaded, str(checkpoint), None)
     folder.mkdir(parents=True, exist_ok=True)
     weights = save_for_inference(
         folder / WEIGHTS_FILE,
-        model_state(loaded, str(checkpoint)),
+        model_state(loaded, str(checkpoint), cfg["ema"]["use_for_inference"]),
         loaded["run_state"]["config"],
         classes,
     )

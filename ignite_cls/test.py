@@ -7,7 +7,7 @@ import time
 
 import ignite.distributed as idist
 
-from ignite_cls.checkpoint_io import load_checkpoint, model_state
+from ignite_cls.checkpoint_io import load_checkpoint, model_state, weights_key
 from ignite_cls.compat import stop_loader_workers
 from ignite_cls.config import setting
 from ignite_cls.data import build_data
@@ -41,7 +41,9 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
         require_display()  # on every rank: fail before loading anything
 
     checkpoint = load_checkpoint(job.checkpoint)
-    state = model_state(checkpoint, job.checkpoint)
+    use_ema = setting(cfg, "ema.use_for_inference")
+    state = model_state(checkpoint, job.checkpoint, use_ema)
+    weights = weights_key(checkpoint, use_ema)
     test_set, test_loader = build_data(
         cfg, ["test"], rank, world_size, pin_memory=device.type == "cuda"
     )["test"]
@@ -55,7 +57,7 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
     num_classes = setting(cfg, "model.num_classes") or len(classes)
     model = build_trained_model(cfg["model"], num_classes, state, job.checkpoint)
     model = idist.auto_model(model)
-    tracker.start(checkpoint, test_set)
+    tracker.start(checkpoint, test_set, weights)
 
     evaluator = create_evaluator(model, StepSettings.from_config(cfg, device), num_classes)
     collector = PredictionCollector(num_classes)
@@ -63,7 +65,10 @@ def evaluate_checkpoint(job: Job, tracker: TestTracker) -> None:
     visualizer = attach_visualizer(evaluator, collector, test_set, classes, cfg["test"])
     console = ConsoleProgress()
     console.watch_evaluation(evaluator, setting(cfg, "data.test.batch_size") * world_size)
-    logger.info(f"test: {job.checkpoint} on {len(test_set)} images, {device} x{world_size}")
+    logger.info(
+        f"test: {job.checkpoint} ({weights} weights) on {len(test_set)} images, "
+        f"{device} x{world_size}"
+    )
     watchdog = StallWatchdog(setting(cfg, "dist.stall_timeout"), log_file if rank == 0 else None)
     if not setting(cfg, "test.show"):  # windows wait for the user (--wait-time 0: a key)
         watchdog.attach({"test": evaluator})

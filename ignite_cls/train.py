@@ -15,13 +15,25 @@ from torch.utils.data import DataLoader
 from ignite_cls.compat import stop_loader_workers
 from ignite_cls.config import dump_config, setting
 from ignite_cls.data import build_data
-from ignite_cls.engines import StepSettings, create_evaluator, create_trainer
+from ignite_cls.data.batch_augments import build_batch_augment
+from ignite_cls.engines import (
+    EMA_PREFIX,
+    Accumulation,
+    PendingGradients,
+    StepSettings,
+    TrainRecipe,
+    create_evaluator,
+    create_trainer,
+)
+from ignite_cls.errors import UserError
 from ignite_cls.handlers.checkpoint import (
     RunState,
     attach_checkpoints,
     last_checkpoint_path,
     resume_training,
 )
+from ignite_cls.handlers.early_stop import EarlyStop
+from ignite_cls.handlers.ema import ModelEma
 from ignite_cls.handlers.nan_guard import NanGuard
 from ignite_cls.handlers.progress import (
     ConsoleProgress,
@@ -30,7 +42,7 @@ from ignite_cls.handlers.progress import (
     setup_logging,
 )
 from ignite_cls.handlers.signals import GracefulStop
-from ignite_cls.handlers.validation import attach_validation
+from ignite_cls.handlers.validation import Validation
 from ignite_cls.handlers.watchdog import StallWatchdog
 from ignite_cls.job import Job
 from ignite_cls.models import build_model
@@ -47,6 +59,7 @@ class Training:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None
+    accumulation: Accumulation
     nan_guard: NanGuard
     log: TrainingLog
 
@@ -56,19 +69,32 @@ def build_trainer(
     model: nn.Module,
     train_loader: DataLoader,
     settings: StepSettings,
-    world_size: int,
+    num_classes: int,
     console: ConsoleProgress | None,
 ) -> Training:
     """The training engine with its per-iteration handlers: LR schedule, NaN guard, the
     sampler's epoch, the loss/lr/throughput records (shown on ``console``). Validation,
     checkpoints and tracking are attached by the caller."""
+    rank, world_size = idist.get_rank(), idist.get_world_size()
     optimizer = build_optimizer(cfg, model, effective_lr(cfg, world_size))
     epoch_length = len(train_loader)
-    scheduler = build_lr_scheduler(cfg["schedule"], optimizer, epoch_length)
+    accumulate = setting(cfg, "grad.accumulate")
+    if accumulate < 1:
+        raise UserError(f"grad.accumulate must be 1 or more, got {accumulate}")
+    accumulation = Accumulation(accumulate, epoch_length)
+    scheduler = build_lr_scheduler(cfg["schedule"], optimizer, accumulation.steps_per_epoch)
     scaler = settings.grad_scaler()
     criterion = nn.CrossEntropyLoss(label_smoothing=setting(cfg, "loss.label_smoothing"))
-    trainer = create_trainer(model, optimizer, criterion, settings, scaler)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: scheduler.step())
+    recipe = TrainRecipe(
+        accumulation,
+        max_norm=setting(cfg, "grad.max_norm"),
+        batch_augment=build_batch_augment(
+            setting(cfg, "data.batch_augments"), num_classes, setting(cfg, "seed"), rank
+        ),
+    )
+    trainer = create_trainer(model, optimizer, criterion, settings, scaler, recipe)
+    steps = Events.ITERATION_COMPLETED(event_filter=accumulation.completes)
+    trainer.add_event_handler(steps, lambda _: scheduler.step())
 
     log_interval = max(1, min(setting(cfg, "log.interval"), epoch_length))
     nan_guard = NanGuard(setting(cfg, "work_dir"), amp=settings.amp_dtype is not None)
@@ -86,7 +112,7 @@ def build_trainer(
     batch = setting(cfg, "data.train.batch_size") * world_size
     training_log = TrainingLog(optimizer, log_interval, batch)
     training_log.attach(trainer, console)
-    return Training(trainer, optimizer, scheduler, scaler, nan_guard, training_log)
+    return Training(trainer, optimizer, scheduler, scaler, accumulation, nan_guard, training_log)
 
 
 def run_training(job: Job) -> None:
@@ -110,7 +136,7 @@ def run_training(job: Job) -> None:
     model = idist.auto_model(build_model(cfg["model"], num_classes))
     settings = StepSettings.from_config(cfg, device)
     console = ConsoleProgress()
-    training = build_trainer(cfg, model, train_loader, settings, world_size, console)
+    training = build_trainer(cfg, model, train_loader, settings, num_classes, console)
     trainer, optimizer = training.trainer, training.optimizer
     epoch_length = len(train_loader)
     max_epochs = setting(cfg, "schedule.max_epochs")
@@ -120,13 +146,6 @@ def run_training(job: Job) -> None:
         f"amp {settings.amp_mode}"
     )
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: log_skipped_images(train_set))
-
-    evaluator = None
-    if validate:
-        evaluator = create_evaluator(model, settings, num_classes)
-        val_loader = data["val"][1]
-        console.watch_evaluation(evaluator, setting(cfg, "data.val.batch_size") * world_size)
-        attach_validation(trainer, evaluator, val_loader, cfg)
 
     run_state = RunState(classes, cfg)
     to_save = {
@@ -138,7 +157,28 @@ def run_training(job: Job) -> None:
     }
     if training.scaler is not None:
         to_save["scaler"] = training.scaler
-    checkpointers = attach_checkpoints(trainer, evaluator, to_save, cfg)
+    if training.accumulation.steps > 1:
+        to_save["pending_gradients"] = PendingGradients(model)
+    ema = None
+    if setting(cfg, "ema.enabled"):
+        ema = ModelEma(model, cfg, training.accumulation)
+        ema.attach(trainer)
+        to_save["ema_model"] = ema
+
+    validation = early_stop = None
+    evaluators = {}
+    if validate:
+        evaluators[""] = create_evaluator(model, settings, num_classes)
+        if ema is not None:
+            evaluators[EMA_PREFIX] = create_evaluator(ema.model, settings, num_classes)
+        for evaluator in evaluators.values():
+            console.watch_evaluation(evaluator, setting(cfg, "data.val.batch_size") * world_size)
+        validation = Validation(evaluators, data["val"][1], num_classes)
+        validation.attach(trainer, cfg)
+        if setting(cfg, "schedule.early_stop.metric"):
+            early_stop = EarlyStop(cfg, trainer, validation)
+            to_save["early_stop"] = early_stop
+    checkpointers = attach_checkpoints(trainer, validation, to_save, cfg)
 
     def save_now(engine: Engine) -> str:
         training.nan_guard.check(engine)
@@ -147,9 +187,9 @@ def run_training(job: Job) -> None:
 
     GracefulStop(save_now, check_every=training.log.interval).attach(trainer)
     watchdog = StallWatchdog(setting(cfg, "dist.stall_timeout"), log_file if rank == 0 else None)
-    watchdog.attach(
-        {"training": trainer, "validation": evaluator} if validate else {"training": trainer}
-    )
+    watched = {"training": trainer}
+    watched |= {("EMA " if prefix else "") + "validation": e for prefix, e in evaluators.items()}
+    watchdog.attach(watched)
 
     source = resume_training(cfg, checkpointers.objects)
     if source is not None:
@@ -157,6 +197,12 @@ def run_training(job: Job) -> None:
             f"resumed from {source}: {trainer.state.epoch} epochs, "
             f"iteration {trainer.state.iteration} done"
         )
+        if early_stop is not None and early_stop.reason:
+            logger.info(
+                f"nothing to train: this run {early_stop.reason} (to train on anyway: "
+                "--cfg-options schedule.early_stop.metric=None)"
+            )
+            return
         if trainer.state.iteration >= max_epochs * epoch_length:
             # Ignite would silently start over from epoch 1 on a finished state
             logger.info(f"nothing to train: schedule.max_epochs is {max_epochs} (raise it)")
@@ -164,7 +210,7 @@ def run_training(job: Job) -> None:
 
     with TrainTracker(job, run_state) as tracker:  # the MLflow run: opened here, rank 0
         tracker.start(optimizer, data, settings.amp_mode)
-        tracker.attach(trainer, training.log, evaluator, checkpointers)
+        tracker.attach(trainer, training.log, validation, checkpointers, early_stop)
         try:
             trainer.run(train_loader, max_epochs=max_epochs, epoch_length=epoch_length)
         finally:

@@ -27,7 +27,9 @@ from ignite.handlers.checkpoint import BaseSaveHandler
 
 from ignite_cls.checkpoint_io import load_checkpoint, periodic_checkpoints, save_checkpoint
 from ignite_cls.config import setting
+from ignite_cls.engines import TrainEvents
 from ignite_cls.errors import UserError
+from ignite_cls.handlers.validation import Validation
 
 logger = logging.getLogger("ignite_cls")
 
@@ -169,26 +171,28 @@ class Checkpointers:
 
 
 def attach_checkpoints(
-    trainer: Engine, evaluator: Engine | None, to_save: dict[str, Any], cfg: dict
+    trainer: Engine, validation: Validation | None, to_save: dict[str, Any], cfg: dict
 ) -> Checkpointers:
     """Attach the periodic checkpointer (``checkpoint.interval`` epochs, ``interval_iters``
-    iterations, the last epoch) and, with an evaluator and ``checkpoint.save_best``, the best
-    one, both into the work dir."""
+    iterations, the last epoch, an early stop) and, with validation and
+    ``checkpoint.save_best``, the best one (by any validation metric, ``ema/`` ones too),
+    both into the work dir."""
     saver = DurableSaver(setting(cfg, "work_dir"))
     objects = dict(to_save)
     metric = setting(cfg, "checkpoint.save_best")
     best = None
-    if evaluator is not None and metric:
+    if validation is not None and metric:
+        validation.check_metric("checkpoint.save_best", metric)
         best = Checkpoint(
             dict(to_save),
             saver,
-            score_function=Checkpoint.get_default_score_fn(metric),
+            score_function=lambda _: validation.metrics[metric],
             score_name=metric.replace("/", "_"),
             n_saved=1,
             global_step_transform=global_step_from_engine(trainer, Events.EPOCH_COMPLETED),
             filename_pattern=BEST_PREFIX + "{score_name}_epoch_{global_step}.{ext}",
         )
-        evaluator.add_event_handler(Events.COMPLETED, best)
+        trainer.add_event_handler(TrainEvents.VALIDATED, best)
         objects["best_checkpointer"] = best
 
     periodic = Checkpoint(
@@ -202,10 +206,11 @@ def attach_checkpoints(
     )
     interval = setting(cfg, "checkpoint.interval")
     max_epochs = setting(cfg, "schedule.max_epochs")
-    trainer.add_event_handler(
-        Events.EPOCH_COMPLETED(event_filter=lambda _, e: e % interval == 0 or e == max_epochs),
-        periodic,
-    )
+
+    def due(engine: Engine, epoch: int) -> bool:
+        return epoch % interval == 0 or epoch == max_epochs or bool(engine.should_terminate)
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED(event_filter=due), periodic)
     every = setting(cfg, "checkpoint.interval_iters")
     if every:
 

@@ -24,8 +24,12 @@ def save_training_curves(histories: dict[str, History], path: str | Path) -> Non
     panels = [
         ("training loss", "iteration", ["train/loss"]),
         ("learning rate", "iteration", ["train/lr"]),
-        ("validation loss", "epoch", ["val/loss"]),
-        ("validation accuracy (%)", "epoch", ["val/accuracy/top1", "val/accuracy/top5"]),
+        ("validation loss", "epoch", ["val/loss", "val/ema/loss"]),
+        (
+            "validation accuracy (%)",
+            "epoch",
+            ["val/accuracy/top1", "val/accuracy/top5", "val/ema/accuracy/top1"],
+        ),
     ]
     fig = Figure(figsize=(18, 4), layout="constrained")
     for ax, (title, xlabel, names) in zip(fig.subplots(1, len(panels)), panels, strict=True):

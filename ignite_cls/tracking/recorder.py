@@ -177,6 +177,9 @@ class Recorder:
     def set_error(self, message: str) -> None:
         self.client.set_tag(self.run_id, ERROR_TAG, message[:5000])
 
+    def tag(self, name: str, value: str) -> None:
+        self.client.set_tag(self.run_id, name, value)
+
     # ------------------------------------------------------------ metrics and files
 
     def metrics(self, rows: list[tuple[str, float, int, int]]) -> None:

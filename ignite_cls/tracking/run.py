@@ -126,6 +126,10 @@ class RunTracker:
         if time.monotonic() - self._pending_since > FLUSH_SECONDS:
             self.flush()
 
+    def set_tag(self, name: str, value: str) -> None:
+        if self.run_id is not None:
+            self.agent.send("tag", name, value)
+
     def flush(self) -> None:
         if self._pending:
             self.agent.send("metrics", self._pending)

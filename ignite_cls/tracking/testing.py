@@ -26,8 +26,9 @@ class TestTracker(RunTracker):
 
     command = "test"
 
-    def start(self, checkpoint: dict, test_set: Any) -> None:
-        """Open the run once the checkpoint and the test data are loaded."""
+    def start(self, checkpoint: dict, test_set: Any, weights: str) -> None:
+        """Open the run once the checkpoint and the test data are loaded; ``weights``: which
+        of the checkpoint's weights are tested (``model`` or ``ema_model``)."""
         if not self.active:
             return
         cfg = self.job.cfg
@@ -35,6 +36,7 @@ class TestTracker(RunTracker):
         params, tags = checkpoint_identity(self.job.checkpoint, train_run)
         params |= {
             **common_params(self.job),
+            "run.weights": weights,
             "dataset.test.size": len(test_set),
             "dataset.num_classes": len(test_set.classes),
         }

@@ -11,14 +11,22 @@ import torch
 from ignite.engine import Engine, Events
 
 from ignite_cls.config import setting
-from ignite_cls.engines import TrainEvents, scalar_metrics
+from ignite_cls.engines import TrainEvents
 from ignite_cls.handlers.checkpoint import BEST_PREFIX, Checkpointers, last_checkpoint_path
+from ignite_cls.handlers.early_stop import EarlyStop
+from ignite_cls.handlers.validation import Validation
 from ignite_cls.serving import prepare_served_model
 from ignite_cls.tracking.records import common_params, common_tags, dataset_facts
 from ignite_cls.tracking.run import RunTracker
 from ignite_cls.visualize.png import png_bytes
 
-CURVES = ["train/loss", "train/lr", "val/loss", "val/accuracy/top1", "val/accuracy/top5"]
+CURVES = [
+    "train/loss",
+    "train/lr",
+    *(f"val/{prefix}{name}" for prefix in ("", "ema/") for name in ("loss", "accuracy/top1")),
+    "val/accuracy/top5",
+]
+EARLY_STOP_TAG = "ignite_cls.early_stop"
 
 
 class TrainTracker(RunTracker):
@@ -61,15 +69,17 @@ class TrainTracker(RunTracker):
         self,
         trainer: Engine,
         training_log: Any,
-        evaluator: Engine | None,
+        validation: Validation | None,
         checkpointers: Checkpointers,
+        early_stop: EarlyStop | None = None,
     ) -> None:
-        """Record ``training_log``'s records and ``evaluator``'s validation metrics as the
-        trainer announces them (``TrainEvents``); buffered metrics go out at each epoch's
-        start and at the end."""
+        """Record ``training_log``'s records and ``validation``'s metrics as the trainer
+        announces them (``TrainEvents``); buffered metrics go out at each epoch's start and at
+        the end, with the reason of an early stop as a tag."""
         if self.run_id is None:
             return
-        self.training_log, self.evaluator = training_log, evaluator
+        self.training_log, self.validation = training_log, validation
+        self.early_stop = early_stop
         self.checkpointers = checkpointers
         self.model_source: Path | None = None  # the checkpoint of the prepared MLflow model
         if setting(self.job.cfg, "mlflow.log_model"):
@@ -85,7 +95,7 @@ class TrainTracker(RunTracker):
         self.log_metrics(record, engine.state.iteration)
 
     def _on_validated(self, engine: Engine) -> None:
-        metrics = scalar_metrics(self.evaluator.state.metrics)
+        metrics = self.validation.metrics
         self.log_metrics({f"val/{k}": v for k, v in metrics.items()}, engine.state.epoch)
 
     def _on_epoch(self, engine: Engine) -> None:
@@ -118,6 +128,8 @@ class TrainTracker(RunTracker):
         """The curves, the best checkpoint and the model: handed to the agent, which does
         the work while the command closes."""
         self.flush()
+        if self.early_stop is not None and self.early_stop.reason:
+            self.set_tag(EARLY_STOP_TAG, self.early_stop.reason)
         self.agent.send("curves", CURVES)
         best = last_checkpoint_path(self.checkpointers.best)
         if best is not None and setting(self.job.cfg, "mlflow.log_checkpoint"):

@@ -45,6 +45,19 @@ def test_base_cycle_and_missing_base(tmp_path):
         ),
         (["data.train.pipeline.0.type=Rezise"], "Rezise"),
         (["auto_scale_lr.enable=True"], "--auto-scale-lr needs auto_scale_lr.base_batch_size"),
+        (
+            ["model.pretrained=IMAGENET1K_V9"],
+            "unknown model.pretrained 'IMAGENET1K_V9' for resnet18: its torchvision weights "
+            "are DEFAULT, IMAGENET1K_V1 (or give a path or URL)",
+        ),
+        (["model.freeze=[layer9]"], "model.freeze entry 'layer9' names no module or parameter"),
+        (
+            ["checkpoint.save_best=ema/accuracy/top1"],
+            "checkpoint.save_best 'ema/accuracy/top1' is not a validation metric",
+        ),
+        (["schedule.early_stop.metric=acc"], "schedule.early_stop.metric 'acc' is not a valid"),
+        (["grad.accumulate=0"], "grad.accumulate must be 1 or more, got 0"),
+        (["ema.enabled=True", "ema.momentum=2"], "ema.momentum must be between 0 and 1"),
     ],
 )
 def test_config_mistakes(tmp_path, options, message):

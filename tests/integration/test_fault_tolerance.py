@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import QUICKSTART, cli, cpu_env, model_weights, run_cli, unavailable
+from helpers import QUICKSTART, ROOT, cli, cpu_env, model_weights, run_cli, unavailable
 
 from ignite_cls.workdir import lock_work_dir
 
@@ -31,8 +31,15 @@ FAST = [
 ]
 
 
-def train_args(work_dir: Path, *options: str, resume: str | None = None) -> list[str]:
-    args = ["train", QUICKSTART, "--work-dir", str(work_dir)]
+# EMA, MixUp/CutMix, accumulation over 2 batches (checkpoints every 3 iterations land
+# inside a window) and clipping: all of it must resume exactly too.
+RECIPE = str(ROOT / "tests" / "integration" / "configs" / "quickstart_recipe.py")
+
+
+def train_args(
+    work_dir: Path, *options: str, resume: str | None = None, config: str = QUICKSTART
+) -> list[str]:
+    args = ["train", config, "--work-dir", str(work_dir)]
     if resume is not None:
         args += ["--resume"] + ([resume] if resume else [])
     return args + ["--cfg-options", *FAST, *options]
@@ -43,6 +50,14 @@ def start(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         cli(*args), cwd=cwd, env=cpu_env(), stdout=subprocess.DEVNULL, text=True, **kwargs
     )
+
+
+def trained_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The model's weights and their moving average, as one dict."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    assert "ema_model" in checkpoint, sorted(checkpoint)
+    ema = {f"ema.{k}": v for k, v in checkpoint["ema_model"].items()}
+    return {**checkpoint["model"], **ema}
 
 
 def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -57,7 +72,7 @@ def reference(tmp_path_factory) -> Path:
     Its mid-epoch checkpoints (every 3 iterations, all kept) change nothing in training."""
     folder = tmp_path_factory.mktemp("reference")
     options = ["checkpoint.interval_iters=3", "checkpoint.keep=50"]
-    result = run_cli(*train_args(folder / "work", *options), cwd=folder)
+    result = run_cli(*train_args(folder / "work", *options, config=RECIPE), cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder / "work" / "epoch_2.pt"
 
@@ -65,10 +80,13 @@ def reference(tmp_path_factory) -> Path:
 def test_resume_from_mid_epoch_checkpoint_is_bit_exact(reference, tmp_path):
     mid = reference.parent / "epoch_1_iter_9.pt"
     assert mid.is_file(), sorted(p.name for p in reference.parent.iterdir())
-    resumed = run_cli(*train_args(tmp_path / "work", resume=str(mid)), cwd=tmp_path)
+    held = torch.load(mid, map_location="cpu", weights_only=True)
+    assert any(g is not None for g in held["pending_gradients"]["grads"]), "inside a window"
+    resumed = run_cli(*train_args(tmp_path / "work", resume=str(mid), config=RECIPE), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "iteration 9 done" in resumed.stderr
-    assert_identical(model_weights(reference), model_weights(tmp_path / "work" / "epoch_2.pt"))
+    final = tmp_path / "work" / "epoch_2.pt"
+    assert_identical(trained_weights(reference), trained_weights(final))
 
 
 def _log(work: Path) -> str:
@@ -95,7 +113,7 @@ def test_kill_loop_resumes_to_identical_weights(reference, tmp_path):
         has_checkpoint = any(work.glob("epoch_*.pt"))
         resumes += has_checkpoint
         records = _log(work).count(" iter ")
-        args = train_args(work, *options, resume="" if has_checkpoint else None)
+        args = train_args(work, *options, resume="" if has_checkpoint else None, config=RECIPE)
         proc = start(args, tmp_path, stderr=subprocess.PIPE)
         if kills < 10:
             # two iterations into this run (so a checkpoint was written), then a random moment
@@ -110,7 +128,7 @@ def test_kill_loop_resumes_to_identical_weights(reference, tmp_path):
         assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
     assert kills == 10 and resumes >= 10
     assert proc.returncode == 0, stderr[-3000:]
-    assert_identical(model_weights(reference), model_weights(work / "epoch_2.pt"))
+    assert_identical(trained_weights(reference), trained_weights(work / "epoch_2.pt"))
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -118,7 +136,7 @@ def test_signal_writes_checkpoint_and_resume_finishes_identically(
     reference, tmp_path, signum, code
 ):
     work = tmp_path / "work"
-    proc = start(train_args(work), tmp_path, stderr=subprocess.PIPE)
+    proc = start(train_args(work, config=RECIPE), tmp_path, stderr=subprocess.PIPE)
     _wait_for_log(work, proc, "train: ", 1)
     time.sleep(3.0)
     logged = max(map(int, re.findall(r" iter (\d+): ", _log(work))), default=0)
@@ -138,9 +156,9 @@ def test_signal_writes_checkpoint_and_resume_finishes_identically(
     held = torch.load(saved, map_location="cpu", weights_only=True)["trainer"]["iteration"]
     assert held == iteration
     assert_unlocked(work)
-    resumed = run_cli(*train_args(work, resume=""), cwd=tmp_path)
+    resumed = run_cli(*train_args(work, resume="", config=RECIPE), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_identical(model_weights(reference), model_weights(work / "epoch_2.pt"))
+    assert_identical(trained_weights(reference), trained_weights(work / "epoch_2.pt"))
 
 
 def assert_unlocked(work: Path) -> None:
