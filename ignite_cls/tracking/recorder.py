@@ -55,6 +55,7 @@ class Recorder:
         self.job = job
         self.run_id: str | None = None
         self.local_artifacts: Path | None = None  # the run's artifact folder, if on this disk
+        self.recorded_steps: dict[str, int] = {}  # a continued run's last step per metric
         self.problems: list[str] = []  # what failed in work nobody waited for
         self.workspace = workspace  # the command's files for this agent (the model's)
         self.warming = threading.Thread(target=_warm_up, args=(WARM_UP[job.command],))
@@ -99,6 +100,10 @@ class Recorder:
         if previous is not None:
             run = mlflow.start_run(run_id=previous.info.run_id)
             logged = previous.data.params
+            self.recorded_steps = {
+                key: max(m.step for m in self.client.get_metric_history(run.info.run_id, key))
+                for key in previous.data.metrics
+            }
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             name = setting(self.job.cfg, "mlflow.run_name") or (
@@ -183,10 +188,16 @@ class Recorder:
     # ------------------------------------------------------------ metrics and files
 
     def metrics(self, rows: list[tuple[str, float, int, int]]) -> None:
-        """(key, value, timestamp in ms, step) rows, in one write."""
+        """(key, value, timestamp in ms, step) rows, in one write. A resumed run trains again
+        from its checkpoint, which may be older than the last metrics the stopped attempt
+        recorded (a checkpoint every few epochs, or one still being written at a kill): its
+        steps already in the run are left out (they repeat what was recorded: bit for bit on
+        the CPU)."""
         from mlflow.entities import Metric
 
-        self.client.log_batch(self.run_id, metrics=[Metric(*row) for row in rows])
+        new = [row for row in rows if row[3] > self.recorded_steps.get(row[0], -1)]
+        if new:
+            self.client.log_batch(self.run_id, metrics=[Metric(*row) for row in new])
 
     def artifact(self, path: str, artifact_path: str | None) -> None:
         """A file into the run: a hard link in a local artifact store, else an upload."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli, cpu_env, free_port, run_cli
+from helpers import cli, cpu_env, free_port, ok, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -529,6 +529,30 @@ def test_a_killed_command_leaves_its_run_killed_and_resume_completes_it(
     paths = artifact_paths(client, run.info.run_id)
     assert "plots/training_curves.png" in paths and any(p.startswith("checkpoints/") for p in paths)
     assert len(get_model_info(f"runs:/{run.info.run_id}/model").metadata["classes"]) == 10
+
+
+def test_resuming_from_an_older_checkpoint_records_each_step_once(tiny_config, tmp_path):
+    """A resume from epoch 1 of a 2-epoch run trains epoch 2 again: the run keeps the
+    values it has (the same ones: the resume is exact) and gains only epoch 3's."""
+    args = ["train", tiny_config, "--work-dir", "work", "--cfg-options"]
+    ok(
+        run_cli(
+            *args, "schedule.max_epochs=2", "mlflow.log_model=False", cwd=tmp_path, tracked=True
+        )
+    )
+    client = client_for(tmp_path)
+    (run,) = runs_of(client, "tiny")
+    before = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val/loss")}
+    resume = ["train", tiny_config, "--work-dir", "work", "--resume", "work/epoch_1.pt"]
+    options = ["--cfg-options", "schedule.max_epochs=3", "mlflow.log_model=False"]
+    ok(run_cli(*resume, *options, cwd=tmp_path, tracked=True))
+    (resumed,) = runs_of(client, "tiny")
+    assert resumed.info.run_id == run.info.run_id
+    after = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val/loss")]
+    assert sorted(step for step, _ in after) == [1, 2, 3]
+    assert {step: value for step, value in after if step < 3} == before
+    iterations = steps(client, run.info.run_id, "train/loss")
+    assert len(iterations) == len(set(iterations))
 
 
 def test_only_rank_zero_records_a_multi_process_run(tiny_config, tmp_path):
