@@ -18,7 +18,10 @@ DEBUG_VARIABLE = "IGNITE_CLS_DEBUG"  # =1: raise instead of printing one line
 
 
 class UserError(Exception):
-    """A problem the user can fix; its message is shown on one line, without a traceback."""
+    """A problem the user can fix; its message is shown on one line, without a traceback
+    (not at all when ``silent``: another rank of the job printed its error)."""
+
+    silent = False
 
 
 class CheckFailed(Exception):
@@ -80,7 +83,8 @@ def report(error: BaseException) -> int | None:
         message, code = "interrupted", 128 + signal.SIGINT
     else:
         return None
-    print(message, file=sys.stderr, flush=True)
+    if not getattr(error, "silent", False):
+        print(message, file=sys.stderr, flush=True)
     return code
 
 

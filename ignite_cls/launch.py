@@ -34,6 +34,7 @@ from ignite_cls.launchers import (
     LAUNCHER_PROGRAMS,
     check_launcher_env,
     export_mpi_env,
+    first_to_report,
     int_env,
 )
 
@@ -139,7 +140,10 @@ def worker(local_rank: int, job: Job, hidden_env: dict[str, str]) -> None:
     except UserError as e:
         if idist.get_world_size() == 1:
             raise
-        raise UserError(f"rank {idist.get_rank()}: {one_line(e)}") from e
+        error = UserError(f"rank {idist.get_rank()}: {one_line(e)}")
+        if job.launcher in LAUNCHER_PROGRAMS:  # spawned ranks: the spawning process prints
+            error.silent = not first_to_report()
+        raise error from e
 
 
 def spawned_worker(local_rank: int, job: Job, hidden_env: dict[str, str], parent_pid: int) -> None:

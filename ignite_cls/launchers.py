@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ignite_cls.errors import UserError
 
@@ -141,3 +143,40 @@ def int_env(env: Mapping[str, str], name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise UserError(f"environment variable {name} must be an integer, got '{value}'") from None
+
+
+def first_to_report() -> bool:
+    """Whether this rank is the first of its job to fail, and so the one to print the error.
+
+    Under torchrun, srun and mpirun every rank's stderr reaches the user, and the ranks of a
+    job often fail alike (a config or data error): the first one prints its line, the others
+    only exit. A job is known by the launcher process that started the ranks (torchrun, the
+    Slurm step daemon, mpirun or OpenMPI's daemon: its pid and start time); the first rank
+    creates a file named by it, exclusively. The ranks of one node share that process, so a
+    job over several nodes prints a line per node.
+    """
+    launcher = _process_identity(os.getppid())
+    if launcher is None:
+        return True
+    folder = Path(tempfile.gettempdir()) / f"ignite_cls-{os.getuid()}-failed-jobs"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        for claim in folder.iterdir():  # of jobs whose launcher has ended
+            if _process_identity(int(claim.name.split(".")[0])) != claim.name:
+                claim.unlink(missing_ok=True)
+        os.close(os.open(folder / launcher, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False
+    except (OSError, ValueError):  # no claim possible: rather a line too many than none
+        return True
+    return True
+
+
+def _process_identity(pid: int) -> str | None:
+    """``PID.START`` (its start time in clock ticks since boot: a pid is reused, this pair
+    is not), or None when the process is gone or unknown (no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid}.{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, starttime

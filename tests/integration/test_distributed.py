@@ -621,16 +621,42 @@ def the_one_error_line(job: Running) -> str:
     return errors[0]
 
 
-def test_the_same_error_on_every_rank_is_one_line(tmp_path):
+@pytest.mark.parametrize("launch", KILL_LAUNCHES)
+def test_the_same_error_on_every_rank_is_one_line(launch, request, tmp_path):
     """A pipeline step that fails on every image, in both ranks' loader workers: the job
-    ends with exit 2 and one error line naming the step and the sample, no traceback."""
+    ends with exit 2 and one error line naming the step and the sample, no traceback of
+    through this package. Under torchrun, srun and mpirun the first rank to fail prints it
+    (the launcher then adds its own report of the failed tasks)."""
     config = tmp_path / "crop.py"
     config.write_text(
         f"_base_ = [{QUICKSTART!r}]\n"
         "data = dict(train=dict(num_workers=1, pipeline=[dict(type='RandomCrop', size=64)]))\n"
     )
-    args = ["train", config, "--work-dir", "work", "--nproc-per-node", 2, "--cfg-options"]
-    error = the_one_error_line(Running(cli(*args, "mlflow.enabled=False"), tmp_path, job_env()))
+    args = ["train", config, "--work-dir", "work", "--cfg-options", "mlflow.enabled=False"]
+    if launch == "spawn":
+        error = the_one_error_line(Running(cli(*args, "--nproc-per-node", 2), tmp_path, job_env()))
+    else:
+        if launch == "torchrun":
+            cmd, env = torchrun(*args), job_env()
+        elif launch == "mpirun":
+            cmd, env = mpirun(request.getfixturevalue("mpirun_available"), *args), job_env()
+        else:
+            partition = request.getfixturevalue("slurm_cluster")
+            cmd = slurm_script("train.sh", partition, config, tmp_path / "work", *args[4:])
+            env = slurm_env(0)
+        job = Running(cmd, tmp_path, env)
+        try:
+            code = job.wait(timeout=300)
+        finally:
+            if job.proc.poll() is None:
+                job.stop()
+        assert code != 0, job.output[-3000:]
+        assert "terminating" not in job.output, job.output[-3000:]
+        ours = f'File "{ROOT / "ignite_cls"}'  # a traceback through this package
+        assert ours not in job.output, job.output[-3000:]
+        errors = [line for line in job.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, job.output[-3000:]
+        error = errors[0]
     assert re.fullmatch(
         r"error: rank [01]: data\.train\.pipeline\[0\] RandomCrop failed on digits/train/\d+: "
         r"Required crop size \(64, 64\) is larger than input image size \(8, 8\)\.?",
