@@ -1,7 +1,8 @@
-"""The modern recipe through the command line: EMA weights validated beside the model's,
-chosen by ``save_best``, used by ``test``, ``predict``'s Classifier and the MLflow model
-unless told otherwise; early stopping ends the run FINISHED with its reason, and resuming
-it says so. (Exact resume with EMA, MixUp/CutMix and accumulation: test_fault_tolerance.)"""
+"""The modern recipe through the command line, training with MixUp/CutMix: EMA weights
+validated beside the model's, chosen by ``save_best``, used by ``test``, ``predict``'s
+Classifier and the MLflow model unless told otherwise; early stopping ends the run FINISHED
+with its reason, and resuming it says so. (Exact resume with EMA, MixUp/CutMix and
+accumulation: test_fault_tolerance.)"""
 
 from __future__ import annotations
 
@@ -29,12 +30,20 @@ RECIPE = [  # the quickstart's ResNet-18, which learns the digits within two epo
 EARLY_STOP = "stopped early at epoch 2: val/loss did not improve by more than 100 in 1 validations"
 
 
+# MixUp and CutMix train on soft targets; validation's metrics take the hard labels
+MIXED = f"""_base_ = [{QUICKSTART!r}]
+data = dict(batch_augments=[dict(type="MixUp", alpha=0.2), dict(type="CutMix", alpha=1.0)])
+"""
+
+
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory) -> Path:
-    """A tracked run that stops early at epoch 2 of 4; its folder (MLflow store, work dir)."""
+    """A tracked run that stops early at epoch 2 of 4; its folder (MLflow store, work dir,
+    the config ``mixed.py``)."""
     folder = tmp_path_factory.mktemp("recipe")
+    (folder / "mixed.py").write_text(MIXED)
     result = run_cli(
-        "train", QUICKSTART, "--work-dir", folder / "work", "--cfg-options", *RECIPE,
+        "train", folder / "mixed.py", "--work-dir", folder / "work", "--cfg-options", *RECIPE,
         cwd=folder, tracked=True,
     )  # fmt: skip
     ok(result)
@@ -57,20 +66,21 @@ def test_early_stop_ends_the_run_finished_with_its_reason(stopped):
     (best,) = work.glob("best_*.pt")
     assert best.name.startswith("best_ema_accuracy_top1_epoch_")
     client = MlflowClient(f"sqlite:///{stopped / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("mixed").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.tags["ignite_cls.early_stop"].startswith(EARLY_STOP)
     history = client.get_metric_history(run.info.run_id, "val/ema/accuracy/top1")
     assert [m.step for m in history] == [1, 2]
     assert run.data.params["ema.enabled"] == "True"
+    assert "CutMix" in run.data.params["data.batch_augments"]
 
 
 def test_resuming_a_stopped_run_says_so_and_trains_no_more(stopped, tmp_path):
     work = stopped / "work"
     result = ok(
         run_cli(
-            "train", QUICKSTART, "--work-dir", work, "--resume", "--cfg-options", *RECIPE,
-            cwd=tmp_path,
+            "train", stopped / "mixed.py", "--work-dir", work, "--resume", "--cfg-options",
+            *RECIPE, cwd=tmp_path,
         )
     )  # fmt: skip
     assert f"nothing to train: this run {EARLY_STOP}" in result.stderr
