@@ -30,7 +30,6 @@ class EarlyStop:
         validation.check_metric("schedule.early_stop.metric", self.metric)
         self.patience = setting(cfg, "schedule.early_stop.patience")
         self.min_delta = setting(cfg, "schedule.early_stop.min_delta")
-        self.validation = validation
         self.stopping = EarlyStopping(
             patience=self.patience,
             score_function=lambda _: validation.metrics[self.metric],

@@ -23,8 +23,11 @@ from ignite_cls.visualize.png import png_bytes
 CURVES = [
     "train/loss",
     "train/lr",
-    *(f"val/{prefix}{name}" for prefix in ("", "ema/") for name in ("loss", "accuracy/top1")),
+    "val/loss",
+    "val/accuracy/top1",
     "val/accuracy/top5",
+    "val/ema/loss",
+    "val/ema/accuracy/top1",
 ]
 EARLY_STOP_TAG = "ignite_cls.early_stop"
 
